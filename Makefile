@@ -28,6 +28,7 @@ $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[test]'
+	rm -f irqd/_core.abi3.so  # pip's editable build; `make build` owns the module
 	touch $@
 
 venv: $(STAMP)
