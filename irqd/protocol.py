@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import struct
 import sys
-from typing import Any, Iterable, Iterator, NamedTuple, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 from pyroute2.netlink import nlmsg, nlmsgerr
 
@@ -38,18 +39,18 @@ from irqd._core import lib
 
 __all__ = [
     "DEFAULT_SOCKET",
+    "MESSAGE_CLASSES",
+    "REPLY_CLASSES",
+    "REQUEST_CLASSES",
     "FramingError",
     "RawMsg",
-    "walk",
+    "class_for",
     "decode",
     "decode_record",
     "encode",
-    "encode_irq_line",
     "encode_irq_batch",
-    "MESSAGE_CLASSES",
-    "REQUEST_CLASSES",
-    "REPLY_CLASSES",
-    "class_for",
+    "encode_irq_line",
+    "walk",
 ]
 
 #: Default socket path.  Same value as ``IRQD_DEFAULT_SOCKET`` in

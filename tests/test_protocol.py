@@ -6,9 +6,9 @@ from __future__ import annotations
 import struct
 
 import pytest
+from irqd._core import ffi, lib
 
 from irqd import protocol as p
-from irqd._core import ffi, lib
 
 STRUCT_CLASSES = [c for c in p.MESSAGE_CLASSES if c.c_struct] + [p.IrqBatchEntry]
 
@@ -50,7 +50,7 @@ def test_every_struct_of_abi_h_has_a_class():
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(root, "include", "irqd", "abi.h")) as f:
-        declared = set(re.findall(r"^struct (irqd_\w+) \{", f.read(), re.M))
+        declared = set(re.findall(r"^struct (irqd_\w+) \{", f.read(), re.MULTILINE))
     covered = {c.c_struct for c in STRUCT_CLASSES} | {"irqd_msghdr", "irqd_nlattr"}
     assert len(declared) == 23 and declared == covered
 
