@@ -102,6 +102,8 @@ def test_core_cycle(exe):
     assert skipped == {}
     positive(figs, "core_cycle_c", "ns")
     positive(figs, "core_batch1000_c", "ns/entry")
+    positive(figs, "wire_irq_line_ack_c", "ns/record")
+    positive(figs, "wire_batch1000_c", "ns/entry")
 
 
 def test_cffi_and_model_cycles():
