@@ -878,6 +878,44 @@ def batch_entry_index(offs: int | None) -> int | None:
     return (offs - BATCH_HEAD_LEN) // BATCH_ENTRY_LEN
 
 
+def packer(cls: type[IrqdMsg]) -> struct.Struct:
+    """A precompiled ``struct`` for header + payload of a fixed-size class,
+    derived from the class's own ``fields`` table (so the fast path and the
+    pyroute2 class cannot disagree; tests/test_protocol.py checks both
+    against each other).  Pack with (len, type, flags, seq, pid, *fields),
+    arrays flattened."""
+    s = _PACKERS.get(cls)
+    if s is None:
+        fmts = []
+        for _, fmt in cls.fields:
+            if isinstance(fmt, type) or not fmt.startswith("<"):
+                raise TypeError(f"{cls.__name__} has no fixed little-endian layout")
+            fmts.append(fmt[1:])
+        s = _PACKERS[cls] = struct.Struct("<IHHII" + "".join(fmts))
+    return s
+
+
+_PACKERS: dict[type, struct.Struct] = {}
+
+
+def pack(cls: type[IrqdMsg], msg_type: int, flags: int, seq: int, *values: int) -> bytes:
+    """Fast encode of a fixed-size message (restore, bulk operations)."""
+    s = packer(cls)
+    try:
+        return s.pack(s.size, msg_type, flags, seq, 0, *values)
+    except struct.error as e:
+        raise ValueError(f"{cls.__name__}: {e}") from None
+
+
+def unpack_payload(cls: type[IrqdMsg], record, raw: RawMsg) -> tuple:
+    """Fast decode of a fixed-size message's payload fields (arrays
+    flattened); the message must be at least as long as the struct."""
+    s = packer(cls)
+    if raw.length < s.size:
+        raise ShortMessage(f"{cls.__name__}: len {raw.length} < {s.size}")
+    return s.unpack_from(record, raw.offset)[5:]
+
+
 _ERR_HEAD = struct.Struct("<i")
 
 

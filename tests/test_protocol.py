@@ -212,3 +212,21 @@ def test_default_socket_matches_abi_h():
     with open(os.path.join(here, "include", "irqd", "abi.h")) as f:
         m = re.search(r'#define\s+IRQD_DEFAULT_SOCKET\s+"([^"]+)"', f.read())
     assert m and m.group(1) == p.DEFAULT_SOCKET
+
+
+FIXED = [c for c in p.MESSAGE_CLASSES if c not in (p.Error, p.IrqBatch)]
+
+
+@pytest.mark.parametrize("cls", FIXED, ids=lambda c: c.__name__)
+def test_fast_packer_matches_the_pyroute2_class(cls):
+    values, payload = [], {}
+    for i, (name, fmt) in enumerate(cls.fields):
+        n = struct.calcsize(fmt) // struct.calcsize(fmt[-1])
+        v = [(i + 1) * 0x01010101 + j for j in range(n)]
+        payload[name] = v if n > 1 else v[0]
+        values += v
+    t = cls.types and getattr(lib, "IRQD_MSG_" + cls.types[0])
+    fast = p.pack(cls, t, p.F_REQUEST | p.F_ACK, 99, *values)
+    slow = p.encode(t, payload, p.F_REQUEST | p.F_ACK, 99, cls=cls)
+    assert fast == slow
+    assert p.unpack_payload(cls, fast, next(p.walk(fast))) == tuple(values)
