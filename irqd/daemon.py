@@ -33,10 +33,7 @@ from typing import Callable
 
 from irqd._core import ffi, lib
 
-try:  # the sd_notify / socket-activation helpers (irqd/sd.py)
-    from irqd import sd
-except ImportError:  # pragma: no cover - until the systemd module lands
-    sd = None
+from irqd import sd, state
 
 log = logging.getLogger("irqd")
 
@@ -262,8 +259,6 @@ def open_listener(path: str, mode: int, group: str | None) -> tuple[socket.socke
 
 def _inherited_listener() -> tuple[socket.socket | None, list[tuple[int, str]]]:
     """The listening socket passed by systemd (LISTEN_FDS), and the other fds."""
-    if sd is None:
-        return None, []
     fds = sd.listen_fds()
     listener, rest = None, []
     for fd, name in fds:
@@ -306,9 +301,13 @@ class Daemon:
         self.acks = ffi.new("uint32_t[]", 256)
         self.irqfd_by_fd: dict[int, IrqFd] = {}
         self.cur: Conn | None = None     # connection whose message a handler is answering
+        # restart without losing state (irqd/state.py): run at shutdown after
+        # every record already read is answered, before devices are freed
+        self.on_shutdown: list[Callable[["Daemon"], None]] = []
+        self.keep_socket = False         # a hook handed the listener on (fd store)
         self.stop_requested = False
         self.force_stop = False
-        self.watchdog = sd.watchdog_interval() if sd else None
+        self.watchdog = sd.watchdog_interval()
         self.next_ping = 0.0
         self.last_status = ""
         self.next_status = 0.0
@@ -358,9 +357,8 @@ class Daemon:
         except BlockingIOError:
             pass
 
-    def notify(self, state: str) -> None:
-        if sd is not None:
-            sd.notify(state)
+    def notify(self, text: str) -> None:
+        sd.notify(text)
 
     def status_text(self) -> str:
         return f"{len(self.conns)} clients, {len(self.devices)} devices"
@@ -394,27 +392,37 @@ class Daemon:
                 self.destroy_device(dev)
 
     def shutdown(self) -> int:
+        """Stop accepting, answer every record already read, run the
+        shutdown hooks (state saving), then close everything."""
         self.notify("STOPPING=1")
         log.info("stopping: %s", self.status_text())
         try:
             self.sel.unregister(self.listener)
         except (KeyError, ValueError):
             pass
-        self.listener.close()
-        self.remove_socket()
         deadline = time.monotonic() + 2.0
         for conn in list(self.conns.values()):
-            # finish the records already read, answer them, then close
             while conn.work is not None and not conn.closed and time.monotonic() < deadline:
                 self._serve(conn)
                 if conn.work is not None:
                     self._flush(conn, block_until=deadline)
             self._flush(conn, block_until=deadline)
+        rc = 0
+        for hook in self.on_shutdown:
+            try:
+                hook(self)
+            except Exception:
+                log.exception("shutdown hook failed")
+                rc = 1
+        for conn in list(self.conns.values()):
             self.close_conn(conn, "daemon stopping")
         for dev in list(self.devices.values()):
             self.destroy_device(dev)
+        self.listener.close()
+        if not self.keep_socket:
+            self.remove_socket()
         log.info("stopped")
-        return 0
+        return rc
 
     def remove_socket(self) -> None:
         """Unlink the socket path only if it is still the inode we bound."""
@@ -1041,6 +1049,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 4194304: four fully configured devices; ENOSPC past it)")
     p.add_argument("--max-fds-per-uid", type=_positive, default=4096,
                    help="irqfd and output eventfds one uid's devices may hold (default 4096)")
+    p.add_argument("--state-file", metavar="PATH",
+                   help="restart without losing state outside systemd: load devices from PATH at start "
+                        "(if it exists) and save them there on SIGTERM")
     p.add_argument("--reattach-grace", type=float, default=30.0, metavar="SECONDS",
                    help="after a restart, how long a restored device without holders waits for its "
                         "clients to ATTACH (default 30)")
@@ -1052,7 +1063,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
                         format="irqd: %(levelname)s: %(message)s")
     limits = Limits(args)
-    listener, _extra = _inherited_listener()
+    listener, extra_fds = _inherited_listener()
     owned, path = None, None
     if listener is None:
         try:
@@ -1067,9 +1078,16 @@ def main(argv: list[str] | None = None) -> int:
     daemon = Daemon(listener, limits, owned, path)
     daemon.install_signals()
     try:
+        state.attach(daemon, args, extra_fds)
+    except state.StateError as e:
+        log.error("%s", e)
+        daemon.remove_socket()
+        return 1
+    try:
         return daemon.serve_forever()
     finally:
-        daemon.remove_socket()
+        if not daemon.keep_socket:
+            daemon.remove_socket()
 
 
 if __name__ == "__main__":
