@@ -45,6 +45,13 @@ OUTQ_LIMIT = 64          # reply records queued before a connection stops being 
 EVENTFD_ONE = struct.pack("<Q", 1)
 ANC_SIZE = socket.CMSG_SPACE(MAX_FDS * 4)
 PEERCRED = struct.Struct("3i")
+# --trace file format: entries of TRACE_HEAD (kind, conn id, uid, length) + data.
+# TRACE_RECORD: a received record, before it is processed (records are
+# processed one at a time in this order: the daemon has one thread).
+# TRACE_IRQFD: an irqfd fired: <u32 handle, u32 gsi, u32 pulse>.
+TRACE_HEAD = struct.Struct("<IQII")
+TRACE_RECORD = 1
+TRACE_IRQFD = 2
 
 
 class Limits:
@@ -305,6 +312,7 @@ class Daemon:
         # every record already read is answered, before devices are freed
         self.on_shutdown: list[Callable[["Daemon"], None]] = []
         self.keep_socket = False         # a hook handed the listener on (fd store)
+        self.trace = None                # --trace: binary log of what was applied, in order
         self.stop_requested = False
         self.force_stop = False
         self.watchdog = sd.watchdog_interval()
@@ -539,6 +547,8 @@ class Daemon:
             for fd in fds:
                 _close(fd)
             fds = []
+        if self.trace is not None:
+            self.trace_event(TRACE_RECORD, conn.id, conn.uid, data)
         conn.work = Work(data, flags, fds, mismatch)
         conn.pos[0] = 0
         conn.wc.fd_index = 0
@@ -863,10 +873,16 @@ class Daemon:
         if f.resample_fd is not None:
             _close(f.resample_fd)
 
+    def trace_event(self, kind: int, conn_id: int, uid: int, data: bytes) -> None:
+        """One trace entry: kind, connection, uid, length, then the bytes."""
+        self.trace.write(TRACE_HEAD.pack(kind, conn_id, uid, len(data)) + data)
+
     def _fire(self, f: IrqFd, pulse: bool = False) -> None:
         dev = f.dev
         if dev.x == ffi.NULL:
             return
+        if self.trace is not None:
+            self.trace_event(TRACE_IRQFD, 0, 0, struct.pack("<III", dev.handle, f.gsi, pulse))
         if lib.irqd_xics_irq_line(dev.x, f.gsi, 1) < 0:
             dev.dropped += 1
         elif pulse:
@@ -1049,6 +1065,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 4194304: four fully configured devices; ENOSPC past it)")
     p.add_argument("--max-fds-per-uid", type=_positive, default=4096,
                    help="irqfd and output eventfds one uid's devices may hold (default 4096)")
+    p.add_argument("--trace", metavar="PATH",
+                   help="debugging and tests: append every received record and irqfd event, in the order "
+                        "applied, to PATH (binary; see TRACE_HEAD in irqd/daemon.py)")
     p.add_argument("--state-file", metavar="PATH",
                    help="restart without losing state outside systemd: load devices from PATH at start "
                         "(if it exists) and save them there on SIGTERM")
@@ -1076,6 +1095,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         log.info("using the listening socket passed by systemd")
     daemon = Daemon(listener, limits, owned, path)
+    if args.trace:
+        daemon.trace = open(args.trace, "ab", buffering=1 << 16)
+        daemon.on_shutdown.append(lambda d: d.trace.flush())
     daemon.install_signals()
     try:
         state.attach(daemon, args, extra_fds)
