@@ -299,7 +299,7 @@ static int64_t h_ipi(struct irqd_xics *x, struct icp *self, uint64_t server, uin
 	uint64_t old;
 	struct icp_state n, o;
 	uint32_t reject;
-	bool resend;
+	bool resend, presented;
 
 	if (server != self->server) {
 		icp = icp_find(x, (uint32_t)server);
@@ -312,7 +312,9 @@ static int64_t h_ipi(struct irqd_xics *x, struct icp *self, uint64_t server, uin
 		n.mfrr = (uint8_t)mfrr;
 		reject = 0;
 		resend = false;
+		presented = false;
 		if (mfrr < n.cppr && mfrr <= n.pending_pri) {
+			presented = true;
 			/* the IPI wins at equal priority */
 			reject = n.xisr;
 			n.pending_pri = (uint8_t)mfrr;
@@ -325,8 +327,11 @@ static int64_t h_ipi(struct irqd_xics *x, struct icp *self, uint64_t server, uin
 			n.need_resend = false;
 		}
 	} while (!icp_try_update(x, icp, old, n));
-	count_ipi(icp, o.xisr, n.xisr);
-	if (reject && reject != XICS_IPI)
+	/* every IPI this call presents counts, also one replacing the IPI
+	 * already in XISR (a new request); so does any interrupt it pushes out */
+	if (presented)
+		stat_inc(&icp->ipis);
+	if (reject)
 		stat_inc(&icp->rejects);
 	if (reject && reject != XICS_IPI)
 		icp_deliver_irq(x, icp, reject, false);
