@@ -41,7 +41,7 @@ MAX_RECORD = lib.IRQD_MAX_RECORD
 MAX_FDS = lib.IRQD_MAX_FDS
 OUT_CAP = 1 << 20
 OUT_MAX_ENDS = 16384
-OUTQ_LIMIT = 64          # reply records queued before a connection stops being served
+OUTQ_LIMIT = 16          # reply records (<= 64 KiB each) queued before a connection stops being served
 EVENTFD_ONE = struct.pack("<Q", 1)
 ANC_SIZE = socket.CMSG_SPACE(MAX_FDS * 4)
 PEERCRED = struct.Struct("3i")
