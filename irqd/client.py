@@ -218,8 +218,19 @@ class Client:
         return ServerHello(*v[:7])
 
     def _reconnect(self) -> None:
-        """Reconnect with backoff, HELLO, re-ATTACH every held handle."""
-        self._drop_socket()
+        """Reconnect with backoff, HELLO, re-ATTACH every held handle.  The
+        old socket is closed only afterwards: if the daemon still has that
+        connection (only our side failed), closing it first would drop the
+        last hold of our non-PERSIST devices before the new ATTACH."""
+        old = self._sock
+        self._sock = None
+        try:
+            self._reconnect_from(old)
+        finally:
+            if old is not None:
+                old.close()
+
+    def _reconnect_from(self, old: socket.socket | None) -> None:
         last: BaseException | None = None
         for attempt in range(max(1, self.reconnect_attempts)):
             if attempt:
@@ -229,7 +240,10 @@ class Client:
                 break
             except (OSError, _Lost) as e:
                 last = e
-                self._drop_socket()
+                if self._sock is not None and self._sock is not old:
+                    self._sock.close()
+                self._sock = None
+                self._waits.clear()
         else:
             raise ConnectionLost(f"irqd at {self.path}: reconnect failed after {self.reconnect_attempts} attempts: {last}")
         self.reconnects += 1
