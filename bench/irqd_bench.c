@@ -20,13 +20,15 @@
  *   irqd_batch64_TAG      IRQ_LINE_BATCH of 64 entries per record, same
  *                         ending, M triggers/s
  *   irqd_batch1000_TAG    ... 1000 entries per record (8016 B)
- *   irqd_clients_*_TAG    --clients threads, each its own connection, all
- *                         released together, each doing --rounds acked
- *                         IRQ_LINE round trips: how many were served all of
- *                         them, and the median and p99 over every round trip
+ *   irqd_clients_*_TAG    --clients threads, each its own connection (which
+ *                         has been answered once), all released together,
+ *                         each doing --rounds acked IRQ_LINE round trips: how
+ *                         many were served all of them, and the median and
+ *                         p99 over every round trip
  *
  * usage: irqd_bench --socket PATH [--cpu N] [--tag T] [--seconds S]
  *                   [--clients N] [--rounds K] [--only rtt,oneway,batch,clients]
+ *                   [--dump FILE]   (every client round trip: client round start_ns rtt_ns)
  */
 #include "bench.h"
 
@@ -330,6 +332,8 @@ static double trigger_rate(struct conn *c, uint32_t per, double seconds)
 
 static pthread_barrier_t start_line;
 static int rounds = 50;
+static const char *dump_path;   /* --dump FILE: "client round start_ns rtt_ns" per round trip */
+static uint64_t t_release;
 
 struct client {
 	pthread_t tid;
@@ -338,20 +342,29 @@ struct client {
 	int connected;
 	int done;               /* round trips answered ERROR(0) */
 	uint64_t *samples;
+	uint64_t *starts;
 };
 
 static void *client_main(void *arg)
 {
 	struct client *cl = arg;
 
-	cl->connected = conn_open(cl->c, 0) == 0;
-	pthread_barrier_wait(&start_line);
+	/* connected and answered once before the clock starts: the figure is
+	 * 256 clients in steady state, not the daemon accepting 256 connections */
+	if (conn_open(cl->c, 0) == 0) {
+		cl->connected = acked_trigger(cl->c, (uint64_t)cl->idx, 0) == 0;
+		if (!cl->connected)
+			close(cl->c->fd);
+	}
+	if (pthread_barrier_wait(&start_line) == PTHREAD_BARRIER_SERIAL_THREAD)
+		t_release = now_ns();
 	if (!cl->connected)
 		return NULL;
 	for (int r = 0; r < rounds; r++) {
 		uint64_t a = now_ns();
 		if (acked_trigger(cl->c, (uint64_t)cl->idx + (uint64_t)r, 0) < 0)
 			break;
+		cl->starts[cl->done] = a;
 		cl->samples[cl->done++] = now_ns() - a;
 	}
 	close(cl->c->fd);
@@ -362,17 +375,22 @@ static void clients(int nclients, const char *tag)
 {
 	struct client *cls = calloc((size_t)nclients, sizeof(*cls));
 	uint64_t *all = calloc((size_t)nclients * (size_t)rounds, sizeof(*all));
+	uint64_t *starts = calloc((size_t)nclients * (size_t)rounds, sizeof(*starts));
+	FILE *dump = NULL;
 	size_t n = 0;
 	int served = 0;
 	char name[80];
 
-	if (!cls || !all)
+	if (!cls || !all || !starts)
 		die("irqd_bench: out of memory");
+	if (dump_path && !(dump = fopen(dump_path, "w")))
+		die("irqd_bench: %s: %s", dump_path, strerror(errno));
 	pthread_barrier_init(&start_line, NULL, (unsigned)nclients);
 	for (int i = 0; i < nclients; i++) {
 		cls[i].c = malloc(sizeof(struct conn));
 		cls[i].idx = i;
 		cls[i].samples = all + (size_t)i * (size_t)rounds;
+		cls[i].starts = starts + (size_t)i * (size_t)rounds;
 		if (!cls[i].c)
 			die("irqd_bench: out of memory");
 		pthread_attr_t at;
@@ -388,7 +406,11 @@ static void clients(int nclients, const char *tag)
 			served++;
 		else
 			fprintf(stderr, "irqd_bench: client %d: %s, %d of %d round trips answered\n", i,
-				cls[i].connected ? "connected" : "connect failed", cls[i].done, rounds);
+				cls[i].connected ? "connected" : "connect or first round trip failed", cls[i].done, rounds);
+		for (int r = 0; dump && r < cls[i].done; r++)
+			fprintf(dump, "%d %d %llu %llu\n", i, r,
+				(unsigned long long)(cls[i].starts[r] - t_release),
+				(unsigned long long)cls[i].samples[r]);
 		/* compact the samples of every client */
 		memmove(all + n, cls[i].samples, (size_t)cls[i].done * sizeof(*all));
 		n += (size_t)cls[i].done;
@@ -404,6 +426,9 @@ static void clients(int nclients, const char *tag)
 		snprintf(name, sizeof(name), "irqd_clients_p99_%s", tag);
 		figure(name, (double)quantile(all, n, 0.99) / 1e3, "us");
 	}
+	if (dump)
+		fclose(dump);
+	free(starts);
 	free(all);
 	free(cls);
 }
@@ -429,11 +454,13 @@ int main(int argc, char **argv)
 			nclients = (int)arg_double(argv[++i], "clients");
 		else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
 			rounds = (int)arg_double(argv[++i], "rounds");
+		else if (!strcmp(argv[i], "--dump") && i + 1 < argc)
+			dump_path = argv[++i];
 		else if (!strcmp(argv[i], "--only") && i + 1 < argc)
 			only = argv[++i];
 		else
 			die("usage: irqd_bench --socket PATH [--cpu N] [--tag T] [--seconds S] "
-			    "[--clients N] [--rounds K] [--only rtt,oneway,batch,clients]");
+			    "[--clients N] [--rounds K] [--only rtt,oneway,batch,clients] [--dump FILE]");
 	}
 	if (!sock_path || rounds < 1 || nclients < 1)
 		die("irqd_bench: --socket is required; --rounds and --clients must be >= 1");

@@ -25,8 +25,12 @@ irqd
         configured minus VmRSS with one empty device, per source
 
 Placements: ``same`` = client and server (echo server / daemon) both on CPU 0;
-``cross`` = client on CPU 0, server on CPU 1.  Rates are the best of 5 time
-slices, round trips the median of individually timed ones.
+``cross`` = client on CPU 0, server on CPU 1.  Within a program, rates are
+the best of 5 time slices and round trips the median of individually timed
+ones.  The anchors, the floor and irqd run in --repeat interleaved rounds
+(default 3; each placement's floor right before its irqd figures) and each
+figure keeps its best round, so load from elsewhere on the machine hurts the
+floor and irqd alike; every round's value is in the JSON ("rounds").
 
 Output: one ``name value unit`` line per figure on stdout, then the goals
 (ratios of figures of this same run) with PASS/MISS, and the same as JSON in
@@ -536,7 +540,9 @@ GROUPS = ("kvm", "floor", "irqd", "core", "memory")
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=0.5,
-                    help="time spent on each figure (default 0.5)")
+                    help="time spent on each figure in each round (default 0.5)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="interleaved rounds of anchors, floor and irqd; best kept (default 3)")
     ap.add_argument("--json", default=os.path.join(BENCH, "results.json"))
     ap.add_argument("--only", default=",".join(GROUPS), help="comma-separated: " + ",".join(GROUPS))
     ap.add_argument("--clients", type=int, default=256)
@@ -544,6 +550,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     groups = set(a.only.split(","))
     t_start = time.monotonic()
+    load_start = os.getloadavg()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
     need = {"kvm": ["kvm_anchor"], "floor": ["seqpacket_floor"], "irqd": ["irqd_bench"],
@@ -554,23 +561,31 @@ def main(argv=None) -> int:
     figures: dict = {}
     skipped: dict = {}
     problems: list[str] = []
+    rounds: dict[str, list[float]] = {}
 
     def add(res):
         figures.update(res[0])
+        skipped.update(res[1])
+
+    def add_round(res):
+        for name, fig in res[0].items():
+            rounds.setdefault(name, []).append(fig["value"])
+            old = figures.get(name)
+            lower_is_better = fig["unit"] in ("us", "ns", "ns/op")
+            if (old is None or (fig["value"] < old["value"] if lower_is_better
+                                else fig["value"] > old["value"])):
+                figures[name] = fig
         skipped.update(res[1])
 
     for prog, err in build_errors.items():
         problems.append(f"{prog} did not build: {err.splitlines()[-1][:300]}")
 
     s = str(a.seconds)
-    if "kvm" in groups and "kvm_anchor" in exe:
-        log("KVM anchors (CPU 0)")
-        add(run_prog([exe["kvm_anchor"], "--cpu", "0", "--seconds", s]))
-    if "floor" in groups and "seqpacket_floor" in exe:
-        for tag, (ccpu, scpu) in placements.items():
-            log(f"raw seqpacket floor, {tag}: client CPU {ccpu}, echo server CPU {scpu}")
-            add(run_prog([exe["seqpacket_floor"], "--client-cpu", str(ccpu), "--server-cpu", str(scpu),
-                          "--tag", tag, "--seconds", s]))
+    # The socket figures move with whatever else the machine runs, so the
+    # anchors, the floor and irqd are measured in interleaved rounds (each
+    # placement's floor right before its irqd figures) and each figure keeps
+    # its best round: highest rate, lowest time.
+    d = None
     if "irqd" in groups and "irqd_bench" in exe:
         try:
             d = Daemon(cpu=0)
@@ -578,23 +593,37 @@ def main(argv=None) -> int:
             problems.append(f"irqd figures: {e}")
             for tag in placements:
                 skipped[f"irqd_*_{tag}"] = f"daemon did not start: {str(e)[:200]}"
-        else:
-            try:
-                for tag, (ccpu, scpu) in placements.items():
-                    d.pin(scpu)
-                    log(f"irqd, {tag}: client CPU {ccpu}, daemon (all threads) CPU {scpu}")
-                    try:
-                        add(run_prog([exe["irqd_bench"], "--socket", d.path, "--cpu", str(ccpu),
-                                      "--tag", tag, "--seconds", s, "--clients", str(a.clients),
-                                      "--rounds", str(a.rounds)], timeout=300))
-                    except (RuntimeError, subprocess.TimeoutExpired) as e:
-                        problems.append(f"irqd_bench {tag}: {e}")
-                        skipped[f"irqd_*_{tag}"] = str(e)[:300]
-                    if not d.alive():
-                        problems.append(f"daemon died: {d.output()}")
-                        break
-            finally:
-                d.stop()
+    try:
+        for rnd in range(a.repeat):
+            log(f"round {rnd + 1} of {a.repeat}")
+            if "kvm" in groups and "kvm_anchor" in exe:
+                log("KVM anchors (CPU 0)")
+                add_round(run_prog([exe["kvm_anchor"], "--cpu", "0", "--seconds", s]))
+            for tag, (ccpu, scpu) in placements.items():
+                if "floor" in groups and "seqpacket_floor" in exe:
+                    log(f"raw seqpacket floor, {tag}: client CPU {ccpu}, echo server CPU {scpu}")
+                    add_round(run_prog([exe["seqpacket_floor"], "--client-cpu", str(ccpu),
+                                        "--server-cpu", str(scpu), "--tag", tag, "--seconds", s]))
+                if d is None or f"irqd_*_{tag}" in skipped:
+                    continue
+                d.pin(scpu)
+                log(f"irqd, {tag}: client CPU {ccpu}, daemon (all threads) CPU {scpu}")
+                only = "rtt,oneway,batch" + (",clients" if rnd == 0 else "")
+                try:
+                    add_round(run_prog([exe["irqd_bench"], "--socket", d.path, "--cpu", str(ccpu),
+                                        "--tag", tag, "--seconds", s, "--clients", str(a.clients),
+                                        "--rounds", str(a.rounds), "--only", only], timeout=300))
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    problems.append(f"irqd_bench {tag}: {e}")
+                    skipped[f"irqd_*_{tag}"] = str(e)[:300]
+                if not d.alive():
+                    problems.append(f"daemon died (exit status {d.proc.returncode}, negative = "
+                                    f"signal) during irqd_bench {tag}; its log: {d.output()}")
+                    skipped[f"irqd_*_{tag}"] = "daemon died"
+                    d = None
+    finally:
+        if d is not None:
+            d.stop()
     if "core" in groups:
         if "core_cycle" in exe:
             log("C core cycle in-process (CPU 0)")
@@ -627,6 +656,12 @@ def main(argv=None) -> int:
     for g in goals:
         val = "n/a" if g["value"] is None else f"{g['value']:.4g}"
         print(f"{g['name']} {val} {g['unit']} goal {g['op']} {g['goal']:g} {g['result']}")
+    load_end = os.getloadavg()
+    print(f"# load average (1, 5, 15 min) at start {load_start[0]:.2f} {load_start[1]:.2f} "
+          f"{load_start[2]:.2f}, at end {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
+    if max(load_start[0], load_end[0]) > 0.5:
+        print("# warning: other work was running on this machine; the figures above are "
+              "disturbed by it (the ratios less so: same rounds, same placement)")
     for p in problems:
         print(f"# problem: {p}")
     took = time.monotonic() - t_start
@@ -634,7 +669,8 @@ def main(argv=None) -> int:
 
     result = {
         "started": started, "seconds": took, "machine": info, "placement": placement_text,
-        "cpus_usable": ncpu, "figures": figures, "skipped": skipped, "goals": goals,
+        "cpus_usable": ncpu, "repeat": a.repeat,
+        "load_average": {"start": load_start, "end": load_end}, "figures": figures, "rounds": rounds, "skipped": skipped, "goals": goals,
         "problems": problems,
     }
     with open(a.json, "w") as f:
