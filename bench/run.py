@@ -19,6 +19,8 @@ irqd
         concurrent clients (served, median, p99)
     core_cycle_c, core_batch1000_c  bench/core_cycle.c linking irqd/core/*.c:
         trigger -> H_XIRR -> H_EOI in-process; batch cost per entry
+    pyclient_*_{same,cross}         the Python client library (irqd.client):
+        acked IRQ_LINE round trip and irq_line_nowait rate (informative)
     core_cycle_cffi                 the same cycle through irqd._core (cffi)
     core_cycle_model                the same cycle on tests/model.py
     mem_per_source                  daemon VmRSS with all 1,048,560 sources
@@ -457,6 +459,53 @@ def device_cycles(dev, irq: int = 4096):
     return cycles
 
 
+def pyclient_main(path: str, tag: str, seconds: float, cpu: int) -> int:
+    """Child process: the Python client library (irqd.client) against the daemon.
+
+    Same set-up and same operations as irqd_bench's rtt and oneway figures;
+    printed as `name value unit` lines.  Informative (no goal): it shows what
+    the Python client adds over the C client."""
+    os.sched_setaffinity(0, {cpu})
+    sys.path.insert(0, ROOT)
+    from irqd.client import Client
+    lib = _lib()
+    first, n = 4096, 1024
+    with Client(path) as c:
+        dev = c.create_device()
+        dev.create_ics(first, n)
+        dev.connect_vcpu(0)
+        dev.hcall(0, lib.IRQD_H_CPPR, 0xFF)
+        for irq in range(first, first + n):
+            if dev.rtas(lib.IRQD_RTAS_SET_XIVE, [irq, 0, 5], 1)[0] != 0:
+                raise SystemExit("ibm,set-xive failed")
+        SET = lib.IRQD_KVM_INTERRUPT_SET
+        samples = []
+        line = dev.irq_line
+        pc = time.perf_counter_ns
+        t_end = pc() + seconds * 1e9
+        i = 0
+        while pc() < t_end or len(samples) < 10:
+            a = pc()
+            line(first + (i & 1023), SET)
+            samples.append(pc() - a)
+            i += 1
+        samples.sort()
+        print(f"pyclient_rtt_{tag} {samples[len(samples) // 2] / 1e3:.6g} us")
+        nowait = dev.irq_line_nowait
+        best = 0.0
+        for _ in range(5):
+            t0 = pc()
+            k = 0
+            while pc() - t0 < seconds / 5 * 1e9:
+                for j in range(256):
+                    nowait(first + (j & 1023), SET)
+                k += 256
+            dev.sync()  # raises the first failure of any trigger
+            best = max(best, k / ((pc() - t0) / 1e9))
+        print(f"pyclient_oneway_{tag} {best / 1e6:.6g} M/s")
+    return 0
+
+
 # ---------------------------------------------------------------- goals
 
 def ratios(f: dict) -> list[dict]:
@@ -547,7 +596,10 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=",".join(GROUPS), help="comma-separated: " + ",".join(GROUPS))
     ap.add_argument("--clients", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=40, help="round trips per concurrent client")
+    ap.add_argument("--pyclient", nargs=3, metavar=("SOCKET", "TAG", "CPU"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.pyclient:
+        return pyclient_main(a.pyclient[0], a.pyclient[1], a.seconds, int(a.pyclient[2]))
     groups = set(a.only.split(","))
     t_start = time.monotonic()
     load_start = os.getloadavg()
@@ -616,6 +668,13 @@ def main(argv=None) -> int:
                 except (RuntimeError, subprocess.TimeoutExpired) as e:
                     problems.append(f"irqd_bench {tag}: {e}")
                     skipped[f"irqd_*_{tag}"] = str(e)[:300]
+                if rnd == 0 and f"irqd_*_{tag}" not in skipped:
+                    log(f"python client (irqd.client), {tag}: client CPU {ccpu}, daemon CPU {scpu}")
+                    try:
+                        add_round(run_prog([VPY, __file__, "--pyclient", d.path, tag, str(ccpu),
+                                            "--seconds", s], timeout=120))
+                    except (RuntimeError, subprocess.TimeoutExpired) as e:
+                        problems.append(f"python client {tag}: {e}")
                 if not d.alive():
                     problems.append(f"daemon died (exit status {d.proc.returncode}, negative = "
                                     f"signal) during irqd_bench {tag}; its log: {d.output()}")

@@ -142,6 +142,14 @@ def test_irqd_bench(exe, bench_daemon):
     assert bench_daemon.alive()
 
 
+def test_python_client_figures(bench_daemon):
+    figs, skipped = run.run_prog([run.VPY, os.path.join(ROOT, "bench", "run.py"), "--pyclient",
+                                  bench_daemon.path, "same", "0", "--seconds", TINY])
+    assert skipped == {}
+    positive(figs, "pyclient_rtt_same", "us")
+    positive(figs, "pyclient_oneway_same", "M/s")
+
+
 def test_irqd_bench_reports_a_daemon_that_is_not_there(exe, tmp_path):
     r = subprocess.run([exe["irqd_bench"], "--socket", str(tmp_path / "nothing.sock"), "--seconds", TINY],
                        capture_output=True, text=True, timeout=30)
