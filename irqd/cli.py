@@ -141,10 +141,12 @@ def state_to_json(state: DeviceState, meta: dict[str, Any]) -> dict[str, Any]:
 
 def state_from_json(doc: Any) -> DeviceState:
     if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
-        raise Failure(f"not an irqd state file (\"format\" is not {STATE_FORMAT!r})")
+        raise Failure(f'not an irqd state file ("format" is not {STATE_FORMAT!r})')
     v = doc.get("version")
     if v != STATE_VERSION:
-        raise Failure(f"state file version {v!r} is not supported (this irqctl reads version {STATE_VERSION})")
+        raise Failure(
+            f"state file version {v!r} is not supported (this irqctl reads version {STATE_VERSION})"
+        )
     st = DeviceState()
 
     def word(entry: Any, key: str, where: str) -> tuple[int, int]:
@@ -265,7 +267,16 @@ def cmd_list(c: Client, a) -> tuple[Any, str]:
     devs = c.list_devices()
     obj = [d.__dict__.copy() for d in devs]
     rows = [
-        [d.handle, d.owner_uid, flag_names(d.flags), d.nr_ics, d.nr_sources, d.nr_servers, d.holders, d.generation]
+        [
+            d.handle,
+            d.owner_uid,
+            flag_names(d.flags),
+            d.nr_ics,
+            d.nr_sources,
+            d.nr_servers,
+            d.holders,
+            d.generation,
+        ]
         for d in devs
     ]
     hdr = ["HANDLE", "UID", "FLAGS", "ICS", "SOURCES", "SERVERS", "HOLDERS", "GENERATION"]
@@ -350,8 +361,14 @@ def cmd_show(c: Client, a) -> tuple[Any, str]:
     out += ["", f"servers ({len(obj['servers'])}):"]
     if obj["servers"]:
         rows = [
-            [s["server"], f"{s['cppr']:#04x}", f"{s['xisr']:#08x}", f"{s['mfrr']:#04x}", f"{s['pending_pri']:#04x}",
-             s["state"]]
+            [
+                s["server"],
+                f"{s['cppr']:#04x}",
+                f"{s['xisr']:#08x}",
+                f"{s['mfrr']:#04x}",
+                f"{s['pending_pri']:#04x}",
+                s["state"],
+            ]
             for s in obj["servers"]
         ]
         out.append(table(rows, ["SERVER", "CPPR", "XISR", "MFRR", "PENDING_PRI", "STATE"]))
@@ -396,8 +413,13 @@ def cmd_stats(c: Client, a) -> tuple[Any, str]:
         for s in sources
     ]
     out = [table(rows, ["IRQ", "TRIGGERS", "DELIVERIES", "SERVER", "PRIORITY", "MASKED", "TYPE"])]
-    out += ["", table([[s["server"], s["deliveries"], s["rejects"], s["resends"], s["ipis"]] for s in servers],
-                      ["SERVER", "DELIVERIES", "REJECTS", "RESENDS", "IPIS"])]
+    out += [
+        "",
+        table(
+            [[s["server"], s["deliveries"], s["rejects"], s["resends"], s["ipis"]] for s in servers],
+            ["SERVER", "DELIVERIES", "REJECTS", "RESENDS", "IPIS"],
+        ),
+    ]
     return obj, "\n".join(out)
 
 
@@ -462,7 +484,11 @@ def cmd_connect(c: Client, a) -> tuple[Any, str]:
 
 
 RTAS_STATUS = {0: "success", -1: "hardware error", -2: "busy", -3: "parameter error"}
-H_STATUS = {lib.IRQD_H_SUCCESS: "H_SUCCESS", lib.IRQD_H_HARDWARE: "H_HARDWARE", lib.IRQD_H_PARAMETER: "H_PARAMETER"}
+H_STATUS = {
+    lib.IRQD_H_SUCCESS: "H_SUCCESS",
+    lib.IRQD_H_HARDWARE: "H_HARDWARE",
+    lib.IRQD_H_PARAMETER: "H_PARAMETER",
+}
 
 
 def _status_check(kind: str, status: int, names: dict[int, str]) -> None:
@@ -473,21 +499,35 @@ def _status_check(kind: str, status: int, names: dict[int, str]) -> None:
 def cmd_xive(c: Client, a) -> tuple[Any, str]:
     st = _dev(c, a.handle).set_xive(a.irq, a.server, a.priority)
     _status_check("ibm,set-xive", st, RTAS_STATUS)
-    return ({"handle": a.handle, "irq": a.irq, "server": a.server, "priority": a.priority, "status": st},
-            f"irq {a.irq} -> server {a.server} priority {a.priority:#04x}")
+    return (
+        {"handle": a.handle, "irq": a.irq, "server": a.server, "priority": a.priority, "status": st},
+        f"irq {a.irq} -> server {a.server} priority {a.priority:#04x}",
+    )
 
 
 def cmd_cppr(c: Client, a) -> tuple[Any, str]:
     st = _dev(c, a.handle).h_cppr(a.server, a.cppr)
     _status_check("H_CPPR", st, H_STATUS)
-    return {"handle": a.handle, "server": a.server, "cppr": a.cppr, "status": st}, f"server {a.server} CPPR {a.cppr:#04x}"
+    return {
+        "handle": a.handle,
+        "server": a.server,
+        "cppr": a.cppr,
+        "status": st,
+    }, f"server {a.server} CPPR {a.cppr:#04x}"
 
 
 def cmd_xirr(c: Client, a) -> tuple[Any, str]:
     st, xirr = _dev(c, a.handle).h_xirr(a.server)
     _status_check("H_XIRR", st, H_STATUS)
     xisr = xirr & 0xFFFFFF
-    obj = {"handle": a.handle, "server": a.server, "status": st, "xirr": xirr, "cppr": xirr >> 24, "xisr": xisr}
+    obj = {
+        "handle": a.handle,
+        "server": a.server,
+        "status": st,
+        "xirr": xirr,
+        "cppr": xirr >> 24,
+        "xisr": xisr,
+    }
     what = "none pending" if xisr == 0 else ("IPI" if xisr == lib.IRQD_XICS_IPI else f"irq {xisr}")
     return obj, f"{xirr:#010x} ({what}; previous CPPR {xirr >> 24:#04x})"
 
@@ -504,7 +544,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Inspect and drive an irqd daemon (POWER XICS interrupt controller).",
         epilog="Numbers are decimal or 0x hex.  Exit status: 0 ok, 1 operation failed, 2 usage.",
     )
-    p.add_argument("--socket", metavar="PATH", help=f"daemon socket (default: $IRQD_SOCKET, else {P.DEFAULT_SOCKET})")
+    p.add_argument(
+        "--socket", metavar="PATH", help=f"daemon socket (default: $IRQD_SOCKET, else {P.DEFAULT_SOCKET})"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -527,22 +569,61 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("file", help="state file written by 'irqctl save'")
     sp = cmd("trigger", cmd_trigger, "shoot an interrupt (IRQ_LINE)", H, ("irq", "interrupt number"))
     g = sp.add_mutually_exclusive_group(required=True)
-    g.add_argument("--edge", dest="how", action="store_const", const="edge", help="edge / MSI (KVM_INTERRUPT_SET)")
+    g.add_argument(
+        "--edge", dest="how", action="store_const", const="edge", help="edge / MSI (KVM_INTERRUPT_SET)"
+    )
     g.add_argument("--set", dest="how", action="store_const", const="set", help="assert the level (1)")
     g.add_argument("--reset", dest="how", action="store_const", const="reset", help="deassert the level (0)")
     cmd("create", cmd_create, "create a device (always PERSIST: it outlives irqctl); prints its handle")
     cmd("destroy", cmd_destroy, "destroy a device now", H)
-    sp = cmd("ics", cmd_ics, "configure sources FIRST..FIRST+COUNT-1 (masked)", H,
-             ("first", "first interrupt number (>= 16)"), ("count", "how many"))
+    sp = cmd(
+        "ics",
+        cmd_ics,
+        "configure sources FIRST..FIRST+COUNT-1 (masked)",
+        H,
+        ("first", "first interrupt number (>= 16)"),
+        ("count", "how many"),
+    )
     sp.add_argument("--level", action="store_true", help="level-sensitive (LSI) instead of edge (MSI)")
-    cmd("connect", cmd_connect, "create the presentation controller (ICP) of a server", H, ("server", "server number"))
-    cmd("xive", cmd_xive, "route and prioritise a source (RTAS ibm,set-xive)", H, ("irq", "interrupt number"),
-        ("server", "server number"), ("priority", "priority (0 most favoured, 0xff masked)"))
-    cmd("cppr", cmd_cppr, "set a server's CPPR as its vCPU would (H_CPPR)", H, ("server", "server number"),
-        ("cppr", "new CPPR (0xff accepts everything)"))
-    cmd("xirr", cmd_xirr, "accept the pending interrupt as the server's vCPU (H_XIRR)", H, ("server", "server number"))
-    cmd("eoi", cmd_eoi, "end an interrupt as the server's vCPU (H_EOI)", H, ("server", "server number"),
-        ("xirr", "XIRR as returned by 'xirr'"))
+    cmd(
+        "connect",
+        cmd_connect,
+        "create the presentation controller (ICP) of a server",
+        H,
+        ("server", "server number"),
+    )
+    cmd(
+        "xive",
+        cmd_xive,
+        "route and prioritise a source (RTAS ibm,set-xive)",
+        H,
+        ("irq", "interrupt number"),
+        ("server", "server number"),
+        ("priority", "priority (0 most favoured, 0xff masked)"),
+    )
+    cmd(
+        "cppr",
+        cmd_cppr,
+        "set a server's CPPR as its vCPU would (H_CPPR)",
+        H,
+        ("server", "server number"),
+        ("cppr", "new CPPR (0xff accepts everything)"),
+    )
+    cmd(
+        "xirr",
+        cmd_xirr,
+        "accept the pending interrupt as the server's vCPU (H_XIRR)",
+        H,
+        ("server", "server number"),
+    )
+    cmd(
+        "eoi",
+        cmd_eoi,
+        "end an interrupt as the server's vCPU (H_EOI)",
+        H,
+        ("server", "server number"),
+        ("xirr", "XIRR as returned by 'xirr'"),
+    )
     return p
 
 
@@ -569,7 +650,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"irqctl: {a.command}: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # files (save / restore)
-        print(f"irqctl: {a.command}: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        print(
+            f"irqctl: {a.command}: {e.filename + ': ' if e.filename else ''}{e.strerror or e}",
+            file=sys.stderr,
+        )
         return 1
     except ValueError as e:  # a number that does not fit its wire field
         print(f"irqctl: {a.command}: {e}", file=sys.stderr)

@@ -248,7 +248,9 @@ class Client:
                 self._sock = None
                 self._waits.clear()
         else:
-            raise ConnectionLost(f"irqd at {self.path}: reconnect failed after {self.reconnect_attempts} attempts: {last}")
+            raise ConnectionLost(
+                f"irqd at {self.path}: reconnect failed after {self.reconnect_attempts} attempts: {last}"
+            )
         self.reconnects += 1
         for h in sorted(self._held):
             seq = self._next_seq()
@@ -305,7 +307,12 @@ class Client:
                 return
             except BlockingIOError:
                 pass
-            except (BrokenPipeError, ConnectionResetError, ConnectionRefusedError, ConnectionAbortedError) as e:
+            except (
+                BrokenPipeError,
+                ConnectionResetError,
+                ConnectionRefusedError,
+                ConnectionAbortedError,
+            ) as e:
                 raise _Lost(False, e) from e
             # full: wait for room or for replies to drain
             po = select.poll()
@@ -425,13 +432,22 @@ class Client:
         if w.error is not None:
             raise w.error
 
-    def _call(self, rec: bytes, seq: int, kind: str, ack: bool, msg_type: int, fds: Sequence[int] = ()) -> _Wait:
+    def _call(
+        self, rec: bytes, seq: int, kind: str, ack: bool, msg_type: int, fds: Sequence[int] = ()
+    ) -> _Wait:
         (w,) = self._exchange(rec, [(seq, kind, ack)], fds, idempotent=msg_type in IDEMPOTENT)
         self._raise(w)
         return w
 
-    def _simple(self, cls, msg_type: int, *values: int, kind: str = "ack", flags: int = REQ | ACK,
-                fds: Sequence[int] = ()) -> _Wait:
+    def _simple(
+        self,
+        cls,
+        msg_type: int,
+        *values: int,
+        kind: str = "ack",
+        flags: int = REQ | ACK,
+        fds: Sequence[int] = (),
+    ) -> _Wait:
         with self._lock:
             seq = self._next_seq()
             rec = P.pack(cls, msg_type, flags, seq, *values)
@@ -476,8 +492,16 @@ class Client:
         is supported (IRQD_CREATE_TEST); returns None then."""
         flags = (lib.IRQD_CREATE_PERSIST if persist else 0) | (lib.IRQD_CREATE_TEST if test else 0)
         with self._lock:
-            w = self._simple(P.CreateDevice, _T["CREATE_DEVICE"], lib.IRQD_KVM_DEV_TYPE_XICS, 0, flags, 0,
-                             kind="data", flags=REQ)
+            w = self._simple(
+                P.CreateDevice,
+                _T["CREATE_DEVICE"],
+                lib.IRQD_KVM_DEV_TYPE_XICS,
+                0,
+                flags,
+                0,
+                kind="data",
+                flags=REQ,
+            )
             if test:
                 return None
             handle = w.msgs[0][1][1]
@@ -623,18 +647,39 @@ class RemoteXics(XicsDevice):
 
     # -- state words ----------------------------------------------------------------------
     def get_source(self, irq: int) -> int:
-        v = self._data(P.DeviceAttr, _T["GET_DEVICE_ATTR"], 0, lib.IRQD_KVM_DEV_XICS_GRP_SOURCES, 0,
-                       _u(irq, 64, "irq"), 0)
+        v = self._data(
+            P.DeviceAttr,
+            _T["GET_DEVICE_ATTR"],
+            0,
+            lib.IRQD_KVM_DEV_XICS_GRP_SOURCES,
+            0,
+            _u(irq, 64, "irq"),
+            0,
+        )
         return v[5]
 
     def set_source(self, irq: int, word: int) -> None:
-        self._ack(P.DeviceAttr, _T["SET_DEVICE_ATTR"], 0, lib.IRQD_KVM_DEV_XICS_GRP_SOURCES, 0,
-                  _u(irq, 64, "irq"), _u(word, 64, "word"))
+        self._ack(
+            P.DeviceAttr,
+            _T["SET_DEVICE_ATTR"],
+            0,
+            lib.IRQD_KVM_DEV_XICS_GRP_SOURCES,
+            0,
+            _u(irq, 64, "irq"),
+            _u(word, 64, "word"),
+        )
 
     def has_source(self, irq: int) -> bool:
         try:
-            self._ack(P.DeviceAttr, _T["HAS_DEVICE_ATTR"], 0, lib.IRQD_KVM_DEV_XICS_GRP_SOURCES, 0,
-                      _u(irq, 64, "irq"), 0)
+            self._ack(
+                P.DeviceAttr,
+                _T["HAS_DEVICE_ATTR"],
+                0,
+                lib.IRQD_KVM_DEV_XICS_GRP_SOURCES,
+                0,
+                _u(irq, 64, "irq"),
+                0,
+            )
         except IrqdError as e:
             if e.errno == errno.ENXIO:
                 return False
@@ -709,10 +754,17 @@ class RemoteXics(XicsDevice):
         for server in sorted(state.icps):
             msgs.append((P.ConnectVcpu, _T["CONNECT_VCPU"], (h, server, 0, 0)))
         for irq in sorted(state.sources):
-            msgs.append((P.DeviceAttr, _T["SET_DEVICE_ATTR"],
-                         (h, 0, lib.IRQD_KVM_DEV_XICS_GRP_SOURCES, 0, irq, state.sources[irq])))
+            msgs.append(
+                (
+                    P.DeviceAttr,
+                    _T["SET_DEVICE_ATTR"],
+                    (h, 0, lib.IRQD_KVM_DEV_XICS_GRP_SOURCES, 0, irq, state.sources[irq]),
+                )
+            )
         for server in sorted(state.icps):
-            msgs.append((P.OneReg, _T["SET_ONE_REG"], (h, server, lib.IRQD_KVM_REG_PPC_ICP_STATE, state.icps[server])))
+            msgs.append(
+                (P.OneReg, _T["SET_ONE_REG"], (h, server, lib.IRQD_KVM_REG_PPC_ICP_STATE, state.icps[server]))
+            )
         total = len(msgs)
         with c._lock:
             c._simple(P.Handle, _T["RESTORE_BEGIN"], h, 0)
@@ -734,8 +786,9 @@ class RemoteXics(XicsDevice):
                     try:
                         c._send_record(b"".join(parts))
                     except _Lost as lost:
-                        raise ConnectionLost(f"irqd at {c.path}: connection lost during restore "
-                                             "(the daemon aborts it)") from lost.cause
+                        raise ConnectionLost(
+                            f"irqd at {c.path}: connection lost during restore (the daemon aborts it)"
+                        ) from lost.cause
                     if progress:
                         progress(i, total)
                 # every staged SET has been answered once this round trip is

@@ -203,7 +203,15 @@ class Handle(IrqdMsg):
 
     __slots__ = ()
     c_struct = "irqd_handle"
-    types = ("DESTROY_DEVICE", "ATTACH", "DUMP_STATE", "GET_STATS", "RESTORE_BEGIN", "RESTORE_COMMIT", "RESTORE_ABORT")
+    types = (
+        "DESTROY_DEVICE",
+        "ATTACH",
+        "DUMP_STATE",
+        "GET_STATS",
+        "RESTORE_BEGIN",
+        "RESTORE_COMMIT",
+        "RESTORE_ABORT",
+    )
     fields = (("handle", "<I"), ("reserved", "<I"))
 
 
@@ -842,7 +850,9 @@ def encode_irq_line(seq: int, handle: int, irq: int, level: int, flags: int = F_
         raise ValueError(f"IRQ_LINE: {e}") from None
 
 
-def pack_irq_line_into(buf, offset: int, seq: int, handle: int, irq: int, level: int, flags: int = F_REQUEST) -> int:
+def pack_irq_line_into(
+    buf, offset: int, seq: int, handle: int, irq: int, level: int, flags: int = F_REQUEST
+) -> int:
     """Pack an IRQ_LINE at ``offset`` of a writable buffer; returns the next offset."""
     try:
         _IRQ_LINE.pack_into(buf, offset, _IRQ_LINE_LEN, _T_IRQ_LINE, flags, seq, 0, handle, irq, level, 0)
@@ -852,7 +862,10 @@ def pack_irq_line_into(buf, offset: int, seq: int, handle: int, irq: int, level:
 
 
 def encode_irq_batch(
-    seq: int, handle: int, entries: Sequence[tuple[int, int]] | Iterable[tuple[int, int]], flags: int = F_REQUEST
+    seq: int,
+    handle: int,
+    entries: Sequence[tuple[int, int]] | Iterable[tuple[int, int]],
+    flags: int = F_REQUEST,
 ) -> bytes:
     """One IRQ_LINE_BATCH message: 24 + 8 * count bytes."""
     if not isinstance(entries, (list, tuple)):

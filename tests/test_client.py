@@ -38,7 +38,16 @@ class OwnDaemon:
     def start(self) -> OwnDaemon:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "irqd.daemon", "--socket", self.path, "--log-level", "warning", *self.extra],
+                [
+                    sys.executable,
+                    "-m",
+                    "irqd.daemon",
+                    "--socket",
+                    self.path,
+                    "--log-level",
+                    "warning",
+                    *self.extra,
+                ],
                 cwd=ROOT,
                 stdout=log,
                 stderr=log,
@@ -212,9 +221,21 @@ def test_create_device_test_flag_creates_nothing(client):
         (lambda d: d.rtas(99, [16], 1), errno.EINVAL, "", None),
         (lambda d: d.set_output(9, os.eventfd(0)), errno.ENOENT, "", None),
     ],
-    ids=["line_unconfigured", "line_bad_level", "ics_exists", "ics_below_16", "connect_exists", "connect_max",
-         "get_unconfigured", "get_icp_unknown", "set_icp_inconsistent", "hcall_unknown_server",
-         "hcall_unknown_nr", "rtas_bad_token", "output_unknown_server"],
+    ids=[
+        "line_unconfigured",
+        "line_bad_level",
+        "ics_exists",
+        "ics_below_16",
+        "connect_exists",
+        "connect_max",
+        "get_unconfigured",
+        "get_icp_unknown",
+        "set_icp_inconsistent",
+        "hcall_unknown_server",
+        "hcall_unknown_nr",
+        "rtas_bad_token",
+        "output_unknown_server",
+    ],
 )
 def test_failure_answers_errno_and_message_and_changes_nothing(dev, op, err, text, offset):
     gen = dev.generation

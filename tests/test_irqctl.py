@@ -66,18 +66,39 @@ def test_walkthrough_create_configure_trigger_accept_eoi(ctl, ctlj):
     assert show["ics"] == [{"id": 0, "first": 0, "last": 1023, "configured": 32, "level": 16}]
     src16 = show["sources"][0]
     assert src16 == {
-        "irq": 16, "state": "0x0000000500000000", "server": 0, "priority": 5, "saved_priority": 5,
-        "masked": False, "type": "edge", "pending": False, "presented": False, "queued": False,
+        "irq": 16,
+        "state": "0x0000000500000000",
+        "server": 0,
+        "priority": 5,
+        "saved_priority": 5,
+        "masked": False,
+        "type": "edge",
+        "pending": False,
+        "presented": False,
+        "queued": False,
     }
     assert show["sources"][16]["type"] == "level" and show["sources"][16]["masked"]
     assert show["servers"] == [
-        {"server": 0, "state": "0xff000000ffff0000", "cppr": 0xFF, "xisr": 0, "mfrr": 0xFF, "pending_pri": 0xFF}
+        {
+            "server": 0,
+            "state": "0xff000000ffff0000",
+            "cppr": 0xFF,
+            "xisr": 0,
+            "mfrr": 0xFF,
+            "pending_pri": 0xFF,
+        }
     ]
     rc, out, _ = ctl("show", h)
     assert rc == 0 and "CPPR" in out and "XISR" in out and "MFRR" in out and "0xff" in out
     st = ctlj("stats", h)
     s16 = next(s for s in st["sources"] if s["irq"] == 16)
-    assert (s16["triggers"], s16["deliveries"], s16["priority"], s16["masked"], s16["type"]) == (1, 1, 5, False, "edge")
+    assert (s16["triggers"], s16["deliveries"], s16["priority"], s16["masked"], s16["type"]) == (
+        1,
+        1,
+        5,
+        False,
+        "edge",
+    )
     assert st["servers"] == [{"server": 0, "deliveries": 1, "rejects": 0, "resends": 0, "ipis": 0}]
     rc, out, _ = ctl("stats", h)
     assert rc == 0 and "TRIGGERS" in out and "REJECTS" in out
@@ -134,9 +155,17 @@ def test_unreachable_daemon_exits_1(tmp_path, capsys):
 
 def test_save_restore_into_a_new_device_gives_an_identical_dump(ctl, ctlj, tmp_path):
     a = str(ctlj("create")["handle"])
-    for args in (["ics", a, "16", "16"], ["ics", a, "1024", "8", "--level"], ["connect", a, "0"],
-                 ["connect", a, "3"], ["cppr", a, "0", "0xff"], ["xive", a, "16", "0", "5"],
-                 ["xive", a, "1025", "3", "2"], ["trigger", a, "16", "--edge"], ["trigger", a, "1025", "--set"]):
+    for args in (
+        ["ics", a, "16", "16"],
+        ["ics", a, "1024", "8", "--level"],
+        ["connect", a, "0"],
+        ["connect", a, "3"],
+        ["cppr", a, "0", "0xff"],
+        ["xive", a, "16", "0", "5"],
+        ["xive", a, "1025", "3", "2"],
+        ["trigger", a, "16", "--edge"],
+        ["trigger", a, "1025", "--set"],
+    ):
         assert ctl(*args)[0] == 0, args
     f = tmp_path / "a.json"
     saved = ctlj("save", a, str(f))
@@ -163,7 +192,10 @@ def test_save_restore_into_a_new_device_gives_an_identical_dump(ctl, ctlj, tmp_p
         ({"format": "irqd-state", "version": 2, "sources": [], "icps": []}, "version 2 is not supported"),
         ({"format": "other", "version": 1}, "not an irqd state file"),
         ({"format": "irqd-state", "version": 1, "sources": [{"irq": 16}]}, "bad sources entry"),
-        ({"format": "irqd-state", "version": 1, "sources": [{"irq": 16, "state": "0x1"}] * 2}, "appears twice"),
+        (
+            {"format": "irqd-state", "version": 1, "sources": [{"irq": 16, "state": "0x1"}] * 2},
+            "appears twice",
+        ),
     ],
     ids=["newer_version", "wrong_format", "missing_state", "duplicate"],
 )
@@ -197,10 +229,21 @@ def test_console_script_runs_with_exit_codes(sock):
     exe = os.path.join(os.path.dirname(sys.executable), "irqctl")
     cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "irqd.cli"]
     env = dict(os.environ, IRQD_SOCKET=sock)
-    r = subprocess.run([*cmd, "--json", "hello"], env=env, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    r = subprocess.run(
+        [*cmd, "--json", "hello"], env=env, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False
+    )
     assert r.returncode == 0 and json.loads(r.stdout)["version"] == 1
-    r = subprocess.run([*cmd, "trigger", "0x7fffffff", "16", "--edge"], env=env, capture_output=True, text=True,
-                       cwd=ROOT, timeout=60, check=False)
+    r = subprocess.run(
+        [*cmd, "trigger", "0x7fffffff", "16", "--edge"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
     assert r.returncode == 1 and r.stderr.startswith("irqctl: trigger: Bad file descriptor")
-    r = subprocess.run([*cmd, "nonsense"], env=env, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    r = subprocess.run(
+        [*cmd, "nonsense"], env=env, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False
+    )
     assert r.returncode == 2

@@ -79,7 +79,12 @@ def test_type_tables_use_abi_h_numbers():
 
 
 def _ack(seq, err=0):
-    return p.encode(lib.IRQD_MSG_ERROR, {"error": err, "msg": {"len": 32, "type": 0x15, "seq": seq}}, flags=p.F_CAPPED, seq=seq)
+    return p.encode(
+        lib.IRQD_MSG_ERROR,
+        {"error": err, "msg": {"len": 32, "type": 0x15, "seq": seq}},
+        flags=p.F_CAPPED,
+        seq=seq,
+    )
 
 
 def test_walk_aligns_every_header_to_4_bytes():
@@ -150,7 +155,9 @@ def test_capped_error_finds_extack_after_the_16_byte_echo_of_a_long_request():
 def test_uncapped_error_skips_the_whole_echoed_request():
     req = p.encode(lib.IRQD_MSG_CREATE_ICS, {"handle": 1, "first_irq": 8, "count": 1}, seq=4)
     text = b"first_irq 8 < 16\0"
-    attrs = struct.pack("<HH", 4 + len(text), 1) + text + bytes(-len(text) % 4) + struct.pack("<HHI", 8, 2, 20)
+    attrs = (
+        struct.pack("<HH", 4 + len(text), 1) + text + bytes(-len(text) % 4) + struct.pack("<HHI", 8, 2, 20)
+    )
     body = struct.pack("<i", -22) + req + attrs
     rec = struct.pack("<IHHII", 16 + len(body), 2, p.F_ACK_TLVS, 4, 0) + body
     m = p.decode(rec)
@@ -170,7 +177,9 @@ def test_ack_without_tlvs_has_no_message():
 @pytest.mark.parametrize("level", [0, 1, lib.IRQD_KVM_INTERRUPT_SET, lib.IRQD_KVM_INTERRUPT_UNSET, 7])
 def test_fast_irq_line_encoder_matches_the_pyroute2_class(level):
     fast = p.encode_irq_line(0x1234, 9, 1048575, level, p.F_REQUEST | p.F_ACK)
-    slow = p.encode(lib.IRQD_MSG_IRQ_LINE, {"handle": 9, "irq": 1048575, "level": level}, p.F_REQUEST | p.F_ACK, 0x1234)
+    slow = p.encode(
+        lib.IRQD_MSG_IRQ_LINE, {"handle": 9, "irq": 1048575, "level": level}, p.F_REQUEST | p.F_ACK, 0x1234
+    )
     assert fast == slow and len(fast) == p.IRQ_LINE_LEN == 16 + ffi.sizeof("struct irqd_irq_level")
     buf = bytearray(40)
     assert p.pack_irq_line_into(buf, 4, 0x1234, 9, 1048575, level, p.F_REQUEST | p.F_ACK) == 36
@@ -183,7 +192,9 @@ def test_fast_batch_encoder_matches_the_pyroute2_class(n):
     fast = p.encode_irq_batch(3, 2, entries, p.F_REQUEST)
     slow = p.encode(lib.IRQD_MSG_IRQ_LINE_BATCH, {"handle": 2, "entries": entries}, p.F_REQUEST, 3)
     assert fast == slow
-    assert len(fast) == 16 + ffi.sizeof("struct irqd_irq_batch") + n * ffi.sizeof("struct irqd_irq_batch_entry")
+    assert len(fast) == 16 + ffi.sizeof("struct irqd_irq_batch") + n * ffi.sizeof(
+        "struct irqd_irq_batch_entry"
+    )
     m = p.decode(fast)
     assert m["count"] == n and [tuple(e) for e in m["entries"]] == entries
 
