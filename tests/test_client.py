@@ -252,7 +252,7 @@ def test_failure_answers_errno_and_message_and_changes_nothing(dev, op, err, tex
     assert dev.generation == gen
 
 
-def test_eacces_and_enoent_inherit_builtins(dev):
+def test_enoent_and_eexist_inherit_builtins(dev):
     with pytest.raises(FileNotFoundError):
         dev.get_icp(9)
     with pytest.raises(FileExistsError):
@@ -542,3 +542,136 @@ def test_reconnect_gives_up_with_connection_lost(tmp_path):
     with pytest.raises(ConnectionLost):
         c.list_devices()
     c.close()
+
+
+# ---- against a scripted peer (deterministic protocol corner cases) ------------------------------
+
+
+class FakeDaemon:
+    """A scripted peer on a SEQPACKET socket: answers HELLO itself and hands
+    every other record to ``script(record) -> list of reply records``."""
+
+    def __init__(self, tmp: str, script):
+        self.path = os.path.join(tmp, "fake.sock")
+        self.script = script
+        self.requests: list[bytes] = []
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.listener.bind(self.path)
+        self.listener.listen(4)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            while True:
+                rec = conn.recv(1 << 20)
+                if not rec:
+                    return
+                out = []
+                raws = list(P.walk(rec))
+                if raws[0].type == lib.IRQD_MSG_HELLO:
+                    out.append(
+                        P.pack(
+                            P.Hello, lib.IRQD_MSG_HELLO, 0, raws[0].seq, 1, 0, 65536, 8, 2048, 1 << 20, 253, 0
+                        )
+                    )
+                else:
+                    self.requests.append(rec)
+                    out = self.script(rec)
+                for r in out:
+                    conn.send(r)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _done(seq: int, flags: int = P.F_MULTI) -> bytes:
+    return P.pack(P.Done, lib.IRQD_MSG_DONE, flags, seq, 0)
+
+
+def _ack(seq: int, err: int = 0, text: str | None = None) -> bytes:
+    payload = {"error": err, "msg": {"len": 16, "type": 1, "flags": 5, "seq": seq}}
+    flags = P.F_CAPPED
+    if text is not None:
+        payload["attrs"] = [["NLMSGERR_ATTR_MSG", text]]
+        flags |= P.F_ACK_TLVS
+    return P.encode(lib.IRQD_MSG_ERROR, payload, flags=flags, seq=seq)
+
+
+def test_dump_is_retried_while_the_reply_carries_dump_intr(tmp_path):
+    calls = []
+
+    def script(rec):
+        raw = next(P.walk(rec))
+        assert raw.type == lib.IRQD_MSG_DUMP_STATE and raw.flags & P.F_DUMP == P.F_DUMP
+        calls.append(raw.seq)
+        src = lib.IRQD_MSG_SOURCE_STATE
+        if len(calls) == 1:  # the device changed while it was dumped
+            return [
+                P.pack(P.SourceState, src, P.F_MULTI, raw.seq, 1, 16, 0x1)
+                + P.pack(P.SourceState, src, P.F_MULTI | P.F_DUMP_INTR, raw.seq, 1, 17, 0x2),
+                _done(raw.seq, P.F_MULTI | P.F_DUMP_INTR),
+            ]
+        return [
+            P.pack(P.SourceState, src, P.F_MULTI, raw.seq, 1, 16, 0x000002FF00000000),
+            P.pack(P.IcpState, lib.IRQD_MSG_ICP_STATE, P.F_MULTI, raw.seq, 1, 0, 0xFF) + _done(raw.seq),
+        ]
+
+    fake = FakeDaemon(str(tmp_path), script)
+    try:
+        with Client(fake.path) as c:
+            st = RemoteXics(c, 1).dump()
+        assert len(calls) == 2 and calls[0] != calls[1]
+        assert st == DeviceState(sources={16: 0x000002FF00000000}, icps={0: 0xFF})
+    finally:
+        fake.close()
+
+
+def test_every_message_of_a_record_is_accounted_for(tmp_path):
+    """A record holding an ERROR for an earlier fire-and-forget message, a
+    reply for a sequence number nobody waits for, then the awaited reply."""
+
+    def script(rec):
+        raw = next(P.walk(rec))
+        stale = P.pack(P.DeviceAttr, lib.IRQD_MSG_GET_DEVICE_ATTR, 0, 0x7777, 1, 0, 1, 0, 99, 1)
+        reply = P.pack(
+            P.OneReg, lib.IRQD_MSG_GET_ONE_REG, 0, raw.seq, 1, 0, lib.IRQD_KVM_REG_PPC_ICP_STATE, 0xAB
+        )
+        return [stale + reply, _ack(raw.seq - 1, -22, "irq 99 is not configured")]
+
+    fake = FakeDaemon(str(tmp_path), script)
+    try:
+        with Client(fake.path) as c:
+            assert RemoteXics(c, 1).get_icp(0) == 0xAB
+            # the ERROR arrived after the reply: it is read by the next exchange
+            c._recv_one()
+            assert [(e.errno, e.strerror) for e in c.pending_errors] == [(22, "irq 99 is not configured")]
+    finally:
+        fake.close()
+
+
+def test_a_reply_record_larger_than_max_record_is_emsgsize(tmp_path):
+    def script(rec):
+        raw = next(P.walk(rec))
+        return [P.pack(P.Empty, lib.IRQD_MSG_NOOP, 0, raw.seq) * 5000]  # 80000 bytes
+
+    fake = FakeDaemon(str(tmp_path), script)
+    try:
+        with Client(fake.path) as c:
+            with pytest.raises(IrqdError) as ei:
+                c.noop()
+            assert ei.value.errno == errno.EMSGSIZE
+    finally:
+        fake.close()
+
+
+def test_restore_aborts_on_a_local_error(client):
+    d = client.create_device()
+    with pytest.raises(ValueError):
+        d.restore(DeviceState(sources={16: 1 << 64}))
+    assert d.dump() == DeviceState()
+    good = DeviceState(sources={16: 0x000002FF00000000}, icps={0: 0xFF000000FFFF0000})
+    d.restore(good)  # not EBUSY: the failed restore was aborted
+    assert d.dump() == good
+    d.close()

@@ -247,3 +247,36 @@ def test_console_script_runs_with_exit_codes(sock):
         [*cmd, "nonsense"], env=env, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False
     )
     assert r.returncode == 2
+
+
+class _Stream:
+    def __init__(self, tty: bool):
+        self.tty, self.text = tty, ""
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, s: str) -> None:
+        self.text += s
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_bar_only_on_a_terminal_and_for_large_jobs():
+    from irqd.cli import Progress
+
+    tty = _Stream(True)
+    bar = Progress("restore", stream=tty, min_total=100)
+    for done in (50, 100):
+        bar(done, 100)
+    bar.finish()
+    assert (
+        "50/100  50%" in tty.text and tty.text.rstrip().endswith("100/100 100%") and tty.text.endswith("\n")
+    )
+    small, pipe = _Stream(True), _Stream(False)
+    for stream, total in ((small, 10), (pipe, 1000)):
+        b = Progress("restore", stream=stream, min_total=100)
+        b(total, total)
+        b.finish()
+        assert stream.text == ""
