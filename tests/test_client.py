@@ -535,12 +535,14 @@ def test_lost_reply_is_retried_only_for_idempotent_requests(client):
     dev.destroy()
 
 
-def test_reconnect_gives_up_with_connection_lost(tmp_path):
-    d = OwnDaemon(str(tmp_path)).start()
-    c = Client(d.path, reconnect_attempts=2, reconnect_backoff=0.01)
-    d.stop()
+def test_reconnect_gives_up_with_connection_lost(fresh_daemon):
+    c = Client(fresh_daemon.path, reconnect_attempts=2, reconnect_backoff=0.01)
+    c.create_device()
+    assert fresh_daemon.stop() == 0
     with pytest.raises(ConnectionLost):
         c.list_devices()
+    with pytest.raises(ConnectionLost):  # and again: each exchange tries anew
+        c.noop()
     c.close()
 
 
