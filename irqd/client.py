@@ -340,6 +340,13 @@ class Client:
         if n > len(self._rbuf):
             raise IrqdError(errno.EMSGSIZE, f"reply record of {n} bytes, larger than {len(self._rbuf)}")
         rec = bytes(memoryview(self._rbuf)[:n])
+        try:
+            self._account(rec)
+        except (P.FramingError, P.ShortMessage) as e:
+            # the daemon never sends this; say so rather than guess around it
+            raise error_for(errno.EPROTO, f"malformed reply record from irqd: {e}") from None
+
+    def _account(self, rec: bytes) -> None:
         waits = self._waits
         for raw in P.walk(rec):
             w = waits.get(raw.seq)

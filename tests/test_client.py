@@ -9,6 +9,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -677,3 +678,18 @@ def test_restore_aborts_on_a_local_error(client):
     d.restore(good)  # not EBUSY: the failed restore was aborted
     assert d.dump() == good
     d.close()
+
+
+def test_a_malformed_reply_record_is_eproto(tmp_path):
+    def script(rec):
+        raw = next(P.walk(rec))
+        return [struct.pack("<IHHII", 64, lib.IRQD_MSG_GET_ONE_REG, 0, raw.seq, 0)]  # len past the end
+
+    fake = FakeDaemon(str(tmp_path), script)
+    try:
+        with Client(fake.path) as c:
+            with pytest.raises(IrqdError) as ei:
+                RemoteXics(c, 1).get_icp(0)
+            assert ei.value.errno == errno.EPROTO and "past the end" in ei.value.strerror
+    finally:
+        fake.close()
