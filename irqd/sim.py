@@ -47,14 +47,14 @@ handled as XICS promises (``xics-semantics.md`` section 4):
   beyond the requests made are duplicated.
 
 Live migration (:meth:`Sim.migrate`) pauses the devices (they stop firing,
-their pending trigger counts are consumed), stops the vCPUs where they are
-(so interrupts presented, in service, queued, in resend or masked-pending
-stay in flight), takes DUMP_STATE of A, restores it into a fresh device B
-(RESTORE_BEGIN / SETs / COMMIT), checks both dumps are identical, registers
-new eventfds on B and resumes.  In ``live`` mode the vCPUs keep accepting and
-EOIing already-presented interrupts during a first dump (which therefore
-races with them and is retried on NLM_F_DUMP_INTR) before they are stopped
-for the final one.
+their pending trigger counts are consumed), stops the vCPUs, takes
+DUMP_STATE of A, restores it into a fresh device B (RESTORE_BEGIN / SETs /
+COMMIT), checks both dumps are identical, registers new eventfds on B and
+resumes.  ``stop`` mode (QEMU's) stops the vCPUs at once, where they are, so
+interrupts presented, in service, queued, in resend or masked-pending travel
+in the state words; ``drain`` mode lets the vCPUs accept and EOI what is
+already presented, dumping meanwhile (dumps that race with them are retried
+on NLM_F_DUMP_INTR), before stopping them.
 
 Run ``python -m irqd.sim --help``; ``make demo`` runs it against two daemons.
 """
@@ -140,6 +140,10 @@ class Backend:
     def pump(self, dev: XicsDevice) -> int:
         return 0
 
+    def dispose(self, dev: XicsDevice) -> None:
+        """The VM is done with ``dev`` (migrated away, or shut down)."""
+        dev.close()
+
     def describe(self) -> str:
         return self.name
 
@@ -179,6 +183,15 @@ class DaemonBackend(Backend):
         from irqd.client import Client
 
         return Client(self.path).attach(dev.handle)
+
+    def release(self, dev: XicsDevice, h: XicsDevice) -> None:
+        if h is not dev:
+            h.close()
+            h.client.close()       # the connection was this handle's own
+
+    def dispose(self, dev: XicsDevice) -> None:
+        dev.close()                # destroys it if we are its last holder
+        dev.client.close()         # and drops our hold either way
 
     def describe(self) -> str:
         return f"daemon {self.path}"
@@ -850,22 +863,34 @@ class Sim:
         return not p.poll(0)
 
     @staticmethod
+    def _nothing_in_flight(state: DeviceState) -> bool:
+        """No ICP holds or serves anything, no source is queued or owed a
+        delivery, except masked ones (they wait for their unmask)."""
+        return (all(w & SOURCE_BUSY == 0 or w & SRC_MASKED for w in state.sources.values())
+                and all(w == IDLE_ICP for w in state.icps.values()))
+
+    @staticmethod
     def _idle(state: DeviceState) -> bool:
         return (all(w & SOURCE_BUSY == 0 for w in state.sources.values())
                 and all(w == IDLE_ICP for w in state.icps.values()))
 
     # -- migration ----------------------------------------------------------------
 
-    def migrate(self, target: Backend, mode: str = "live") -> dict:
+    def migrate(self, target: Backend, mode: str = "stop") -> dict:
         """Move the running VM's XICS to a new device of ``target``.
 
-        ``stop``: devices and vCPUs stop at once, wherever they are.
-        ``live``: devices stop; the vCPUs keep accepting and EOIing what is
-        already presented while a first dump runs against them (it is retried
-        on NLM_F_DUMP_INTR); then they stop where they are for the final
-        dump.  Either way interrupts in flight (presented, in service, queued,
-        in resend, masked-pending) travel in the state words."""
-        if mode not in ("stop", "live"):
+        ``stop`` (QEMU's stop-and-copy): devices and vCPUs stop at once,
+        wherever they are, without waiting for the vCPUs to accept what is
+        already presented: interrupts presented, in service, queued, in
+        resend or masked-pending travel in the state words and must all be
+        delivered on B.
+
+        ``drain``: the devices stop firing first; the vCPUs go on accepting
+        and EOIing what is already presented while DUMP_STATE is taken again
+        and again (each dump races with their hcalls and is retried on
+        NLM_F_DUMP_INTR) until nothing is left in flight (masked sources
+        aside) or a second has passed; then the vCPUs stop for the final dump."""
+        if mode not in ("stop", "drain"):
             raise ValueError(f"unknown migration mode {mode!r}")
         src_backend, src = self.backend_of_dev, self.dev
         rec: dict = {"mode": mode, "from": src_backend.describe(), "to": target.describe()}
@@ -877,17 +902,18 @@ class Sim:
         self.dgate.wait_stopped(10, lambda: self._alive(self.dgate.names))
         self._wait_triggers_consumed()
         t_dev = now()
-        rec["precopy_dumps"] = 0
-        if mode == "live":
-            # the guest is still running: this dump races with its hcalls
-            g0 = src.generation
-            pre = src.dump()
-            rec["precopy_dumps"] = 1
-            rec["precopy_changed"] = src.generation != g0
-            rec["precopy_sources"] = len(pre.sources)
+        rec["drain_dumps"] = 0
+        if mode == "drain":
+            deadline = time.monotonic() + 1.0
+            while True:
+                pre = src.dump()            # the guest is running: retried on DUMP_INTR
+                rec["drain_dumps"] += 1
+                if self._nothing_in_flight(pre) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.001)
             self.vgate.stop()
             self._kick_vcpus()
-        t_freeze = now() if mode == "live" else t0
+        t_freeze = now() if mode == "drain" else t0
         where = self.vgate.wait_stopped(10, lambda: self._alive(self.vgate.names))
         self.pump_lock.acquire()   # in-process: nothing reads triggers behind our back now
         try:
@@ -917,9 +943,13 @@ class Sim:
         dst = target.create()
         try:
             dst.restore(state)
-        except BaseException:
-            dst.close()
-            raise
+        except BaseException as e:
+            # B refused the state: nothing moved, the VM goes on running on A
+            target.dispose(dst)
+            self.vgate.resume()
+            self.dgate.resume()
+            raise SimError(f"restore into {target.describe()} failed, still running on "
+                           f"{src_backend.describe()}: {e}") from e
         t_restored = now()
         after = dst.dump()
         rec["equal"] = after == state
@@ -940,7 +970,7 @@ class Sim:
         t_resume = now()
         for fd in old_fds:
             os.close(fd)
-        src.close()
+        src_backend.dispose(src)
         rec["t"] = {"start": t0, "devices_paused": t_dev, "freeze": t_freeze, "frozen": t_frozen,
                     "dumped": t_dumped, "restored": t_restored, "wired": t_wired, "resume": t_resume}
         rec["downtime_ns"] = t_resume - t_freeze
@@ -1102,7 +1132,7 @@ class Sim:
     # -- all of it ----------------------------------------------------------------
 
     def run(self, migrate_to: Backend | None = None, migrate_at: float = 0.5,
-            mode: str = "live") -> dict:
+            mode: str = "stop") -> dict:
         """Run to the budget (count and/or seconds); if ``migrate_to`` is given,
         migrate once when ``migrate_at`` of the budget is done."""
         cfg = self.cfg
@@ -1133,7 +1163,7 @@ class Sim:
     def close(self) -> None:
         if self.dev is not None:
             fds = self._unwire(self.backend_of_dev, self.dev)
-            self.dev.close()
+            self.backend_of_dev.dispose(self.dev)
             self.dev = None
             for fd in fds:
                 try:
@@ -1211,7 +1241,8 @@ def format_report(r: dict) -> str:
         lines.append(f"  downtime (vCPUs stopped -> resumed): {mg['downtime_ns'] / 1e6:.2f} ms; "
                      f"devices paused {mg['device_pause_ns'] / 1e6:.2f} ms")
         lines.append(f"  state: {mg['sources']} sources, {mg['icps']} ICPs; B after restore equals A: "
-                     f"{'yes' if mg['equal'] else 'NO'}")
+                     f"{'yes' if mg['equal'] else 'NO'}"
+                     + (f"; {mg['drain_dumps']} dumps while draining" if mg["mode"] == "drain" else ""))
         lines.append(f"  in flight at the dump: {len(inf['presented'])} presented, {len(inf['in_service'])} "
                      f"in service, {len(inf['queued'])} queued, {len(inf['pending'])} pending (resend or "
                      f"masked), {len(inf['masked'])} masked; delivered after the migration: "
@@ -1323,7 +1354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--migrate-to", metavar="BACKEND", help="migrate once, mid-run, to this backend")
     p.add_argument("--demo", action="store_true",
                    help="start two daemons, run on the first, migrate to the second mid-run")
-    p.add_argument("--mode", choices=("live", "stop"), default="live", help="migration mode")
+    p.add_argument("--mode", choices=("stop", "drain"), default="stop",
+                   help="migration: stop everything at once (default), or drain the vCPUs first")
     p.add_argument("--vcpus", type=int, default=4)
     p.add_argument("--msi", type=int, default=64)
     p.add_argument("--lsi", type=int, default=8)
