@@ -26,6 +26,9 @@
  *                         many were served all of them, and the median and
  *                         p99 over every round trip
  *
+ * Before the clients run, GET_STATS must count exactly the triggers sent on
+ * the main connection (else the run fails).
+ *
  * usage: irqd_bench --socket PATH [--cpu N] [--tag T] [--seconds S]
  *                   [--clients N] [--rounds K] [--only rtt,oneway,batch,clients]
  *                   [--dump FILE]   (every client round trip: client round start_ns rtt_ns)
@@ -55,6 +58,7 @@ struct conn {
 
 static const char *sock_path;
 static uint32_t handle;
+static uint64_t main_triggers;  /* triggers sent on the main connection */
 
 static int conn_open(struct conn *c, int fatal)
 {
@@ -271,6 +275,7 @@ static double rtt_median(struct conn *c, double seconds)
 		acked_trigger(c, n, 1);
 		samples[n++] = now_ns() - a;
 	}
+	main_triggers += 200 + n;
 	return (double)quantile(samples, n, 0.5) / 1e3;
 }
 
@@ -321,11 +326,62 @@ static double trigger_rate(struct conn *c, uint32_t per, double seconds)
 		n++;
 		if (stray)
 			die("irqd_bench: %llu fire-and-forget requests answered ERROR", (unsigned long long)stray);
+		main_triggers += n;
 		double r = (double)n / ((double)(now_ns() - t0) / 1e9);
 		if (r > best)
 			best = r;
 	}
 	return best;
+}
+
+/*
+ * GET_STATS: the daemon's trigger counters of our sources must add up to
+ * exactly the triggers this connection sent (every fire-and-forget one was
+ * applied, none twice).  Counters are u32 per source; none gets near 2^32.
+ */
+static void check_trigger_count(struct conn *c)
+{
+	struct irqd_handle hq = { .handle = handle };
+	size_t off = 0;
+	uint32_t seq = put(c, &off, IRQD_MSG_GET_STATS, 0, &hq, sizeof(hq));
+	uint64_t sum = 0, nsrc = 0;
+
+	send_rec(c, off, 1);
+	for (;;) {
+		ssize_t n = recv(c->fd, c->rbuf, sizeof(c->rbuf), 0);
+
+		if (n <= 0)
+			die("irqd_bench: GET_STATS: %s", n < 0 ? strerror(errno) : "connection closed");
+		for (size_t o = 0; o + IRQD_NLMSG_HDRLEN <= (size_t)n;) {
+			struct irqd_msghdr h;
+
+			memcpy(&h, c->rbuf + o, sizeof(h));
+			if (h.len < IRQD_NLMSG_HDRLEN || h.len > (size_t)n - o || h.seq != seq)
+				die("irqd_bench: GET_STATS: bad reply (len %u seq %u)", h.len, h.seq);
+			if (h.type == IRQD_MSG_SOURCE_STATS) {
+				struct irqd_source_stats st;
+
+				memcpy(&st, c->rbuf + o + IRQD_NLMSG_HDRLEN, sizeof(st));
+				if (st.irq >= FIRST_IRQ && st.irq < FIRST_IRQ + NSRC) {
+					sum += st.triggers;
+					nsrc++;
+				}
+			} else if (h.type == IRQD_MSG_DONE) {
+				if (nsrc != NSRC || sum != main_triggers)
+					die("irqd_bench: GET_STATS counts %llu triggers over %llu sources; "
+					    "this connection sent %llu", (unsigned long long)sum,
+					    (unsigned long long)nsrc, (unsigned long long)main_triggers);
+				fprintf(stderr, "irqd_bench: GET_STATS: all %llu triggers sent were applied\n",
+					(unsigned long long)sum);
+				return;
+			} else if (h.type == IRQD_MSG_ERROR) {
+				int32_t err;
+				memcpy(&err, c->rbuf + o + IRQD_NLMSG_HDRLEN, 4);
+				die("irqd_bench: GET_STATS failed: %d", err);
+			}
+			o += IRQD_NLMSG_ALIGN(h.len);
+		}
+	}
 }
 
 /* ---- concurrent clients ---- */
@@ -485,6 +541,7 @@ int main(int argc, char **argv)
 		snprintf(name, sizeof(name), "irqd_batch1000_%s", tag);
 		figure(name, trigger_rate(&main_conn, 1000, seconds) / 1e6, "M/s");
 	}
+	check_trigger_count(&main_conn);
 	if (strstr(only, "clients"))
 		clients(nclients, tag);
 	close(main_conn.fd);
