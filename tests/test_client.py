@@ -694,3 +694,53 @@ def test_a_malformed_reply_record_is_eproto(tmp_path):
             assert ei.value.errno == errno.EPROTO and "past the end" in ei.value.strerror
     finally:
         fake.close()
+
+
+def test_another_uid_gets_eacces_and_sees_only_its_own_devices():
+    import json
+    import shutil
+    import tempfile
+
+    sockdir = tempfile.mkdtemp(prefix="irqd-uid-")  # pytest's tmp_path is not reachable by nobody
+    os.chmod(sockdir, 0o755)
+    d = OwnDaemon(sockdir, "--mode", "0666").start()
+    try:
+        with Client(d.path) as root:
+            mine = root.create_device(persist=True)
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # child: become nobody, report what the daemon answers
+                res = {}
+                try:
+                    os.setgroups([])
+                    os.setgid(65534)
+                    os.setuid(65534)
+                    with Client(d.path) as c:
+                        res["list"] = [x.handle for x in c.list_devices()]
+                        for name, op in (
+                            ("get", lambda: RemoteXics(c, mine.handle).get_icp(0)),
+                            ("attach", lambda: c.attach(mine.handle)),
+                        ):
+                            try:
+                                op()
+                                res[name] = "ok"
+                            except PermissionError as e:
+                                res[name] = [e.errno, isinstance(e, IrqdError), bool(e.strerror)]
+                        res["own"] = c.create_device(persist=True).handle
+                except BaseException as e:  # noqa: BLE001 - reported to the parent
+                    res["error"] = repr(e)
+                os.write(w, json.dumps(res).encode())
+                os._exit(0)
+            os.close(w)
+            with os.fdopen(r) as f:
+                res = json.loads(f.read() or "{}")
+            os.waitpid(pid, 0)
+            assert "error" not in res, res
+            assert res["list"] == []
+            assert res["get"] == [errno.EACCES, True, True]
+            assert res["attach"] == [errno.EACCES, True, True]
+            owners = {x.handle: x.owner_uid for x in root.list_devices()}  # root sees all
+            assert owners == {mine.handle: 0, res["own"]: 65534}
+    finally:
+        d.stop()
+        shutil.rmtree(sockdir, ignore_errors=True)
