@@ -600,6 +600,47 @@ def machine() -> dict:
     }
 
 
+# ---------------------------------------------------------------- markdown (for the README)
+
+def markdown(result: dict) -> str:
+    """The README table of a results.json: figures by placement, then the goals."""
+    m = result["machine"]
+    la = result["load_average"]
+    lines = [
+        f"Run of {result['started']} on {m['cpu']} ({m['online_cpus']} vCPUs"
+        f"{', KVM guest' if m.get('virtualised') else ''}), Linux {m['kernel']}, Python {m['python']}, "
+        f"{m['cc'].split(' (')[0]} {m['cc'].rsplit(' ', 1)[-1]}; load average {la['start'][0]:.2f} at start, "
+        f"{la['end'][0]:.2f} at end; best of {result['repeat']} rounds; {result['seconds']:.0f} s.",
+        "",
+        "| figure | same CPU | cross CPU | unit |",
+        "|---|---|---|---|",
+    ]
+    f = result["figures"]
+    done = set()
+    for name, fig in f.items():
+        if name in done:
+            continue
+        base = None
+        for tag in ("same", "cross"):
+            if name.endswith("_" + tag):
+                base = name[: -len(tag) - 1]
+        if base is not None:
+            a, b = f.get(base + "_same"), f.get(base + "_cross")
+            done.update({base + "_same", base + "_cross"})
+            cells = [f"{x['value']:.4g}" if x else "-" for x in (a, b)]
+            lines.append(f"| {base} | {cells[0]} | {cells[1]} | {fig['unit']} |")
+        else:
+            done.add(name)
+            lines.append(f"| {name} | {fig['value']:.4g} | | {fig['unit']} |")
+    for name, why in result["skipped"].items():
+        lines.append(f"| {name} | skipped: {why} | | |")
+    lines += ["", "| goal | value | target | result |", "|---|---|---|---|"]
+    for g in result["goals"]:
+        val = "n/a" if g["value"] is None else f"{g['value']:.3g} {g['unit']}"
+        lines.append(f"| {g['name']} | {val} | {g['op']} {g['goal']:g} | {g['result']} |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- main
 
 GROUPS = ("kvm", "floor", "irqd", "core", "memory")
@@ -615,8 +656,14 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=",".join(GROUPS), help="comma-separated: " + ",".join(GROUPS))
     ap.add_argument("--clients", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=40, help="round trips per concurrent client")
+    ap.add_argument("--markdown", metavar="RESULTS_JSON",
+                    help="print the README table of an earlier run and exit")
     ap.add_argument("--pyclient", nargs=3, metavar=("SOCKET", "TAG", "CPU"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.markdown:
+        with open(a.markdown) as f:
+            print(markdown(json.load(f)))
+        return 0
     if a.pyclient:
         return pyclient_main(a.pyclient[0], a.pyclient[1], a.seconds, int(a.pyclient[2]))
     groups = set(a.only.split(","))
