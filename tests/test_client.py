@@ -744,3 +744,20 @@ def test_another_uid_gets_eacces_and_sees_only_its_own_devices():
     finally:
         d.stop()
         shutil.rmtree(sockdir, ignore_errors=True)
+
+
+def test_acked_trigger_on_a_dropped_connection(client):
+    dev = client.create_device(persist=True)
+    dev.create_ics(16, 1)
+    dev.connect_vcpu(0)
+    dev.set_xive(16, 0, 5)
+    # the send fails (peer gone for writing): never delivered, so sent again once
+    client._sock.shutdown(socket.SHUT_WR)
+    dev.irq_line(16, SET)
+    assert dev.stats().sources[16][0] == 1
+    # the reply is lost after the send: an IRQ_LINE is not idempotent
+    client._sock.shutdown(socket.SHUT_RD)
+    with pytest.raises(ConnectionLost):
+        dev.irq_line(16, SET)
+    assert client.reconnects == 2
+    dev.destroy()
