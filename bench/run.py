@@ -675,11 +675,15 @@ def main(argv=None) -> int:
             "core": ["core_cycle"]}
     exe, build_errors = build([p for g in GROUPS if g in groups for p in need.get(g, [])])
     ncpu = len(os.sched_getaffinity(0))
-    placements = {t: p for t, p in PLACEMENTS.items() if max(p) < os.cpu_count()}
     figures: dict = {}
     skipped: dict = {}
     problems: list[str] = []
     rounds: dict[str, list[float]] = {}
+    usable = os.sched_getaffinity(0)
+    placements = {t: p for t, p in PLACEMENTS.items() if set(p) <= usable}
+    for t in PLACEMENTS:
+        if t not in placements:
+            skipped[f"*_{t}"] = f"CPUs {PLACEMENTS[t]} are not all usable here (affinity {sorted(usable)})"
     client_rounds: dict[str, list[dict]] = {}
 
     def add(res):
