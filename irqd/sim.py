@@ -79,7 +79,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from irqd._core import lib
 from irqd.backend import DeviceState, XicsDevice
@@ -509,22 +509,56 @@ class Sim:
             if st != 0:
                 raise SimError(f"ibm,set-xive {s.irq} -> {st}")
 
-    def _wire(self, backend: Backend, dev: XicsDevice) -> None:
-        """Register fresh eventfds on ``dev`` (irqfds, outputs) and give every
-        thread its handle: what a VMM does for a device it starts or receives."""
-        for s in self.msis:
-            s.trig = _eventfd()
-            dev.irqfd(s.irq, s.trig)
-        for s in self.lsis:
-            s.trig, s.res = _eventfd(), _eventfd()
-            dev.irqfd(s.irq, s.trig, s.res)
-        for v in self.vcpus:
-            v.wake = _eventfd()
-            dev.set_output(v.server, v.wake)
-            v.dev = backend.handle(dev)
+    def _prepare(self, backend: Backend, dev: XicsDevice) -> dict:
+        """What a VMM sets up on a device before it runs the VM there: fresh
+        trigger / resample eventfds registered as irqfds (a gsi need not be
+        configured yet), the output eventfds, a handle per thread.  Done
+        before a migration stops anything, so it costs no downtime."""
+        w: dict = {"backend": backend, "dev": dev, "fds": []}
+        try:
+            w["msi"] = []
+            for s in self.msis:
+                fd = _eventfd()
+                w["fds"].append(fd)
+                dev.irqfd(s.irq, fd)
+                w["msi"].append(fd)
+            w["lsi"] = []
+            for s in self.lsis:
+                t, r = _eventfd(), _eventfd()
+                w["fds"] += [t, r]
+                dev.irqfd(s.irq, t, r)
+                w["lsi"].append((t, r))
+            w["wake"] = []
+            for _ in self.vcpus:
+                fd = _eventfd()
+                w["fds"].append(fd)
+                w["wake"].append(fd)
+            w["handles"] = [backend.handle(dev) for _ in self.vcpus]
+            w["masker"] = backend.handle(dev) if self.cfg.mask else None
+        except BaseException:
+            self._discard(w)
+            raise
+        return w
+
+    def _discard(self, w: dict) -> None:
+        for h in w.get("handles", []) + ([w["masker"]] if w.get("masker") else []):
+            w["backend"].release(w["dev"], h)
+        for fd in w["fds"]:
+            os.close(fd)
+
+    def _install(self, w: dict) -> None:
+        """Attach the outputs (the ICPs exist now: SET_OUTPUT writes at once
+        if an output is already asserted) and hand the fds to the actors."""
+        for v, fd in zip(self.vcpus, w["wake"]):
+            w["dev"].set_output(v.server, fd)
+        for s, fd in zip(self.msis, w["msi"]):
+            s.trig = fd
+        for s, (t, r) in zip(self.lsis, w["lsi"]):
+            s.trig, s.res = t, r
+        for v, fd, h in zip(self.vcpus, w["wake"], w["handles"]):
+            v.wake, v.dev = fd, h
             v.fd_epoch += 1
-        if self.cfg.mask:
-            self.masker_dev = backend.handle(dev)
+        self.masker_dev = w["masker"]
 
     def _unwire(self, backend: Backend, dev: XicsDevice) -> list[int]:
         """Forget ``dev``'s eventfds and handles; returns the fds to close."""
@@ -782,7 +816,7 @@ class Sim:
         self.dev = self.backend.create()
         self.backend_of_dev = self.backend
         self._configure(self.dev)
-        self._wire(self.backend, self.dev)
+        self._install(self._prepare(self.backend, self.dev))
         for v in self.vcpus:            # boot: the guest opens its CPPR
             st = v.dev.h_cppr(v.server, 0xFF)
             if st != H_SUCCESS:
@@ -894,7 +928,15 @@ class Sim:
             raise ValueError(f"unknown migration mode {mode!r}")
         src_backend, src = self.backend_of_dev, self.dev
         rec: dict = {"mode": mode, "from": src_backend.describe(), "to": target.describe()}
+        t_prep = now()
+        dst = target.create()
+        try:
+            wiring = self._prepare(target, dst)
+        except BaseException:
+            target.dispose(dst)
+            raise
         t0 = now()
+        rec["prepare_ns"] = t0 - t_prep
         self.dgate.stop()
         if mode == "stop":
             self.vgate.stop()
@@ -917,14 +959,14 @@ class Sim:
         where = self.vgate.wait_stopped(10, lambda: self._alive(self.vgate.names))
         self.pump_lock.acquire()   # in-process: nothing reads triggers behind our back now
         try:
-            return self._migrate_stopped(target, mode, src_backend, src, rec, t0, t_dev, t_freeze,
-                                         where, now())
+            return self._migrate_stopped(target, mode, src_backend, src, dst, wiring, rec, t0, t_dev,
+                                         t_freeze, where, now())
         finally:
             self.pump_lock.release()
 
     def _migrate_stopped(self, target: Backend, mode: str, src_backend: Backend, src: XicsDevice,
-                         rec: dict, t0: int, t_dev: int, t_freeze: int, where: dict[str, str],
-                         t_frozen: int) -> dict:
+                         dst: XicsDevice, wiring: dict, rec: dict, t0: int, t_dev: int, t_freeze: int,
+                         where: dict[str, str], t_frozen: int) -> dict:
         self._wait_triggers_consumed()
         # resample counts A wrote after the device thread paused
         for s in self.lsis:
@@ -940,11 +982,11 @@ class Sim:
         for s in self.lsis:
             if state.sources.get(s.irq, 0) & SRC_PENDING:
                 s.restored_pending += 1
-        dst = target.create()
         try:
             dst.restore(state)
         except BaseException as e:
             # B refused the state: nothing moved, the VM goes on running on A
+            self._discard(wiring)
             target.dispose(dst)
             self.vgate.resume()
             self.dgate.resume()
@@ -956,23 +998,35 @@ class Sim:
         rec["sources"], rec["icps"] = len(state.sources), len(state.icps)
         if not rec["equal"]:
             rec["diff"] = _diff(state, after)
-        self.stats_seen.append(src.stats())
-        old_fds = self._unwire(src_backend, src)
+        t_verified = now()
+        old_handles = [v.dev for v in self.vcpus] + ([self.masker_dev] if self.masker_dev else [])
+        old_fds = [s.trig for s in self.msis] + [fd for s in self.lsis for fd in (s.trig, s.res)]
+        old_fds += [v.wake for v in self.vcpus]
         self._dev_epoch += 1
-        self._wire(target, dst)
+        self._install(wiring)
         self.dev, self.backend_of_dev = dst, target
         self._pump_epoch += 1
         if target.needs_pump and not any(t.name == "pump" and t.is_alive() for t in self.threads):
             self._spawn("pump", self._pump_loop)
-        t_wired = now()
         self.vgate.resume()
         self.dgate.resume()
         t_resume = now()
+        # A's side is no longer in the VM's path: tidy it up after the resume
+        self.stats_seen.append(src.stats())
+        for h in old_handles:
+            src_backend.release(src, h)
         for fd in old_fds:
             os.close(fd)
         src_backend.dispose(src)
         rec["t"] = {"start": t0, "devices_paused": t_dev, "freeze": t_freeze, "frozen": t_frozen,
-                    "dumped": t_dumped, "restored": t_restored, "wired": t_wired, "resume": t_resume}
+                    "dumped": t_dumped, "restored": t_restored, "verified": t_verified, "resume": t_resume}
+        rec["phases_ms"] = {
+            "stop vCPUs": (t_frozen - t_freeze) / 1e6,
+            "dump A": (t_dumped - t_frozen) / 1e6,
+            "restore B": (t_restored - t_dumped) / 1e6,
+            "verify B": (t_verified - t_restored) / 1e6,
+            "switch": (t_resume - t_verified) / 1e6,
+        }
         rec["downtime_ns"] = t_resume - t_freeze
         rec["device_pause_ns"] = t_resume - t0
         rec["inflight_count"] = sum(len(x) for x in inflight.values())
@@ -1008,7 +1062,7 @@ class Sim:
         lat_by_vcpu = {v.server: v.lat for v in self.vcpus}
         for v in self.vcpus:
             v.lat["msi"] = []          # filled from the resolution below
-        msi = dict(fired=0, delivered=0, coalesced=0, lost=0, duplicated=0)
+        msi = {"fired": 0, "delivered": 0, "coalesced": 0, "lost": 0, "duplicated": 0}
         problems: list[str] = []
         for s in self.msis:
             r = resolve_msi(s.fires, s.pres)
@@ -1024,7 +1078,8 @@ class Sim:
             for (a, b), j in zip(r.groups, r.kept):
                 acc = s.pres[j][0]
                 lat.extend(acc - f for f in s.fires[a:b])
-        lsi = dict(fired=0, delivered=0, serviced=0, asserts=0, spurious=0, lost=0, duplicated=0)
+        lsi = {"fired": 0, "delivered": 0, "serviced": 0, "asserts": 0, "spurious": 0, "lost": 0,
+               "duplicated": 0}
         for s in self.lsis:
             lost = s.fired - len(s.serviced)
             bound = 2 * s.asserts + s.restored_pending
@@ -1039,7 +1094,8 @@ class Sim:
             if lost or dup:
                 problems.append(f"LSI {s.irq}: {lost} work items lost, {dup} presentations beyond "
                                 f"2*{s.asserts} asserts + {s.restored_pending} restored")
-        ipi = dict(fired=0, requests=0, delivered=0, handled=0, coalesced=0, spurious=0, lost=0, duplicated=0)
+        ipi = {"fired": 0, "requests": 0, "delivered": 0, "handled": 0, "coalesced": 0, "spurious": 0,
+               "lost": 0, "duplicated": 0}
         for v in self.vcpus:
             handled = len(v.ipi_handled)
             left = len(v.mailbox)
@@ -1089,7 +1145,7 @@ class Sim:
         elapsed = (self.t_end - self.t_start) / 1e9
         return {
             "config": dataclasses.asdict(cfg),
-            "backend": self.backend.describe(),
+            "backend": " -> ".join([self.backend.describe()] + [m["to"] for m in self.migrations]),
             "seconds": elapsed,
             "fired_total": msi["fired"] + lsi["fired"] + ipi["fired"],
             "msi": msi, "lsi": lsi, "ipi": ipi,
@@ -1209,9 +1265,9 @@ def _diff(a: DeviceState, b: DeviceState) -> list[str]:
 def format_report(r: dict) -> str:
     c = r["config"]
     lines = [
-        f"irqd.sim: {c['vcpus']} vCPUs, {c['msi']} MSI, {c['lsi']} level sources, IPIs "
-        f"{'on' if c['ipis'] else 'off'}, RTAS masking {'on' if c['mask'] else 'off'} "
-        f"({r['mask_cycles']} mask/unmask cycles)",
+        (f"irqd.sim: {c['vcpus']} vCPUs, {c['msi']} MSI, {c['lsi']} level sources, IPIs "
+         f"{'on' if c['ipis'] else 'off'}, RTAS masking {'on' if c['mask'] else 'off'} "
+         f"({r['mask_cycles']} mask/unmask cycles)"),
         f"backend: {r['backend']}; firing for {r['seconds']:.2f} s, {r['fired_total']} interrupts fired",
         "",
         f"{'kind':5} {'fired':>9} {'delivered':>10} {'coalesced':>10} {'lost':>6} {'duplicated':>11}",
@@ -1240,6 +1296,8 @@ def format_report(r: dict) -> str:
         lines.append(f"migration ({mg['mode']}): {mg['from']} -> {mg['to']}")
         lines.append(f"  downtime (vCPUs stopped -> resumed): {mg['downtime_ns'] / 1e6:.2f} ms; "
                      f"devices paused {mg['device_pause_ns'] / 1e6:.2f} ms")
+        lines.append("  of which: " + ", ".join(f"{k} {x:.2f} ms" for k, x in mg["phases_ms"].items())
+                     + f" (B prepared beforehand in {mg['prepare_ns'] / 1e6:.2f} ms)")
         lines.append(f"  state: {mg['sources']} sources, {mg['icps']} ICPs; B after restore equals A: "
                      f"{'yes' if mg['equal'] else 'NO'}"
                      + (f"; {mg['drain_dumps']} dumps while draining" if mg["mode"] == "drain" else ""))
@@ -1308,7 +1366,7 @@ class SpawnedDaemon:
 
     def __init__(self, path: str, log_path: str | None = None):
         self.path = path
-        self.log = open(log_path or os.devnull, "ab")
+        self.log = open(log_path or os.devnull, "ab")  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen([sys.executable, "-m", "irqd", "--socket", path],
                                      stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 15

@@ -72,11 +72,11 @@ def _brute_feasible(fires, pres) -> bool:
         good = True
         for j in range(m):
             a, b = bounds[j], bounds[j + 1]
-            if not fires[b - 1] < pres[j][0]:
+            before_accept = fires[b - 1] < pres[j][0]
+            # more than one fire: coalesced into Q, so all before the previous EOI
+            coalescible = b - a == 1 or (j > 0 and fires[b - 1] < pres[j - 1][1])
+            if not (before_accept and coalescible):
                 good = False
-            elif b - a >= 2 and (j == 0 or not fires[b - 1] < pres[j - 1][1]):
-                good = False
-            if not good:
                 break
         if good:
             return True
