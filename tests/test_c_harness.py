@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "c"))
-from c_support import C_BUILD, ROOT, OwnDaemon, make, parse_results, declared_tests  # noqa: E402
+from c_support import C_BUILD, ROOT, make, parse_results, declared_tests  # noqa: E402
 
 HARNESS_TESTS = declared_tests("harness.c", "scenarios.c")
 CORE_TESTS = declared_tests("test_core.c", "scenarios.c")
@@ -37,12 +37,9 @@ def c_build():
 
 
 @pytest.fixture(scope="module")
-def c_daemon(tmp_path_factory, c_build):
-    d = tmp_path_factory.mktemp("cdaemon")
-    daemon = OwnDaemon(d / "irqd.sock", d / "daemon.log")
-    yield daemon
-    rc = daemon.stop()
-    assert rc == 0, f"daemon exited {rc}:\n{daemon.output()}"
+def c_daemon(daemon, c_build):
+    """The socket of conftest's module-scoped daemon (python -m irqd)."""
+    return Path(daemon.path)
 
 
 def _run(cmd, env=None, timeout=300):
@@ -51,7 +48,7 @@ def _run(cmd, env=None, timeout=300):
 
 @pytest.fixture(scope="module")
 def harness_results(c_build, c_daemon):
-    p = _run([str(c_build / "harness")], env=dict(os.environ, IRQD_SOCKET=str(c_daemon.sock)))
+    p = _run([str(c_build / "harness")], env=dict(os.environ, IRQD_SOCKET=str(c_daemon)))
     return p, parse_results(p.stdout)
 
 
@@ -180,7 +177,7 @@ def test_readme_c_example_compiles_as_written_and_runs(tmp_path, c_daemon):
     args = [str(tmp_path / a) if a in ("example.c", "example") else a for a in args]
     p = _run(["cc", *args])
     assert p.returncode == 0, p.stderr
-    p = _run([str(tmp_path / "example")], env=dict(os.environ, IRQD_SOCKET=str(c_daemon.sock)))
+    p = _run([str(tmp_path / "example")], env=dict(os.environ, IRQD_SOCKET=str(c_daemon)))
     assert p.returncode == 0, p.stdout + p.stderr
     lines = p.stdout.splitlines()
     assert lines[0] == "XIRR 0xff000010"
