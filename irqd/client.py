@@ -654,20 +654,54 @@ class RemoteXics(XicsDevice):
         NLMSGERR_ATTR_OFFS), ``.failed`` how many failed in all."""
         self._check()
         c = self.client
+        chunks = list(self._chunks(entries))
+        with c._lock:
+            if len(chunks) == 1:
+                seq = c._next_seq()
+                rec = P.encode_irq_batch(seq, self.handle, chunks[0][1], REQ | ACK)
+                c._ack_fast(rec, seq, _T["IRQ_LINE_BATCH"])
+                return
+            # several messages: send them all, then collect the answers (the
+            # daemon handles them in order; the send path drains replies)
+            waits: list[tuple[int, int, _Wait]] = []
+            try:
+                for base, chunk in chunks:
+                    seq = c._next_seq()
+                    w = _Wait("ack", True)
+                    c._waits[seq] = w
+                    waits.append((base, seq, w))
+                    try:
+                        c._send_record(P.encode_irq_batch(seq, self.handle, chunk, REQ | ACK))
+                    except _Lost as lost:
+                        c._reconnect()
+                        raise ConnectionLost(
+                            f"irqd at {c.path}: connection lost during a batch of {len(chunks)} messages; "
+                            f"the first {len(waits) - 1} may or may not have been applied"
+                        ) from lost.cause
+                for _, _, w in waits:
+                    while not w.done:
+                        try:
+                            c._recv_one()
+                        except _Lost as lost:
+                            c._reconnect()
+                            raise ConnectionLost(
+                                f"irqd at {c.path}: connection lost during a batch; "
+                                "it may or may not have been applied"
+                            ) from lost.cause
+            finally:
+                for _, seq, _ in waits:
+                    c._waits.pop(seq, None)
         first: IrqdError | None = None
         failed = 0
-        with c._lock:
-            for base, chunk in self._chunks(entries):
-                seq = c._next_seq()
-                rec = P.encode_irq_batch(seq, self.handle, chunk, REQ | ACK)
-                (w,) = c._exchange(rec, [(seq, "ack", True)])
-                e = w.error
-                if e is not None:
-                    if e.errno and getattr(e, "index", None) is not None and base:
-                        e.index += base  # type: ignore[attr-defined]
-                    failed += getattr(e, "failed", 1)
-                    if first is None:
-                        first = e
+        for base, _, w in waits:
+            e = w.error
+            if e is None:
+                continue
+            if getattr(e, "index", None) is not None:
+                e.index += base  # type: ignore[attr-defined]
+            failed += getattr(e, "failed", 1)
+            if first is None:
+                first = e
         if first is not None:
             first.failed = failed  # type: ignore[attr-defined]
             raise first
