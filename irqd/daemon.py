@@ -1071,6 +1071,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-file", metavar="PATH",
                    help="restart without losing state outside systemd: load devices from PATH at start "
                         "(if it exists) and save them there on SIGTERM")
+    p.add_argument("--fd-store", action="store_true",
+                   help="under systemd (FileDescriptorStoreMax=): on SIGTERM hand every device's state and "
+                        "eventfds to the service's fd store, and take them back at the next start "
+                        "(implied when systemd sets $FDSTORE)")
     p.add_argument("--reattach-grace", type=float, default=30.0, metavar="SECONDS",
                    help="after a restart, how long a restored device without holders waits for its "
                         "clients to ATTACH (default 30)")

@@ -224,7 +224,7 @@ def test_service_unit_notify_watchdog_restart_and_fd_store():
     assert one(svc, "Service", "WatchdogSec") == "30s"
     assert one(svc, "Service", "Restart") == "on-failure"
     assert int(one(svc, "Service", "FileDescriptorStoreMax")) >= 1024
-    assert one(svc, "Service", "ExecStart").split() == ["/usr/bin/irqd", "--log-level", "info"]
+    assert one(svc, "Service", "ExecStart").split() == ["/usr/bin/irqd", "--log-level", "info", "--fd-store"]
     # notes.md: PrivateUsers= breaks SO_PEERCRED; a RuntimeDirectory= would
     # delete the socket's directory whenever the service stops.
     assert "PrivateUsers" not in s and "RuntimeDirectory" not in s
