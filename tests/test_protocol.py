@@ -241,3 +241,60 @@ def test_fast_packer_matches_the_pyroute2_class(cls):
     slow = p.encode(t, payload, p.F_REQUEST | p.F_ACK, 99, cls=cls)
     assert fast == slow
     assert p.unpack_payload(cls, fast, next(p.walk(fast))) == tuple(values)
+
+
+# ---- arbitrary input -------------------------------------------------------------
+
+
+def _mutated_records():
+    from hypothesis import strategies as st
+
+    golden = [
+        p.encode(lib.IRQD_MSG_CREATE_ICS, {"handle": 1, "first_irq": 16, "count": 4}, seq=1),
+        p.encode(
+            lib.IRQD_MSG_ERROR,
+            {
+                "error": -22,
+                "msg": {"len": 32},
+                "attrs": [["NLMSGERR_ATTR_MSG", "x"], ["NLMSGERR_ATTR_OFFS", 20]],
+            },
+            flags=p.F_CAPPED | p.F_ACK_TLVS,
+        ),
+        p.encode_irq_batch(3, 1, [(16, 1), (17, 0)]),
+    ]
+    base = st.sampled_from(golden).flatmap(
+        lambda b: st.lists(st.tuples(st.integers(0, len(b) - 1), st.integers(0, 255)), max_size=6).map(
+            lambda muts: bytes(_apply(b, muts))
+        )
+    )
+    return st.one_of(st.binary(max_size=200), base, st.lists(base, max_size=3).map(b"".join))
+
+
+def _apply(b: bytes, muts) -> bytearray:
+    out = bytearray(b)
+    for i, v in muts:
+        out[i] = v
+    return out
+
+
+def test_walk_and_decode_never_fail_other_than_as_documented():
+    from hypothesis import given, settings
+
+    @settings(max_examples=400, deadline=None)
+    @given(_mutated_records())
+    def check(rec):
+        try:
+            raws = list(p.walk(rec))
+        except p.FramingError as e:
+            assert 0 <= e.offset < len(rec)
+            return
+        for raw in raws:
+            assert raw.offset % 4 == 0 and raw.offset + raw.length <= len(rec)
+            try:
+                m = p.decode(rec, raw)
+            except p.ShortMessage:
+                continue
+            assert m["header"]["length"] == raw.length
+            p.dump(m)
+
+    check()
