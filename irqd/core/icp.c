@@ -28,20 +28,16 @@
 
 /*
  * The only writer of ICP words (import excepted).  Computes out_ee itself
- * (I1), counts 0 -> 1 transitions of the output for SET_OUTPUT, and bumps
- * the generation when the word really changed.
+ * (I1) and counts 0 -> 1 transitions of the output for SET_OUTPUT.
  */
-static bool icp_try_update(struct irqd_xics *x, struct icp *icp, uint64_t old, struct icp_state n)
+static inline bool icp_try_update(struct irqd_xics *x, struct icp *icp, uint64_t old, uint64_t new)
 {
-	uint64_t new;
-
-	n.out_ee = n.xisr != 0 && n.pending_pri < n.cppr;
-	new = icp_pack(n);
+	new &= ~ICP_OUT_EE;
+	if (icp_xisr(new) != 0 && icp_ppri(new) < icp_cppr(new))
+		new |= ICP_OUT_EE;
 	if (!atomic_compare_exchange_strong(&icp->word, &old, new))
 		return false;
-	if (new != old)
-		gen_bump(x);
-	if (n.out_ee && !((old >> 49) & 1u)) {
+	if ((new & ICP_OUT_EE) && !(old & ICP_OUT_EE)) {
 		atomic_fetch_add_explicit(&icp->rises, 1, RELAXED);
 		atomic_fetch_add_explicit(&x->output_seq, 1, memory_order_release);
 	}
@@ -58,23 +54,20 @@ static inline uint64_t icp_load(struct icp *icp)
 static bool icp_try_to_deliver(struct irqd_xics *x, struct icp *icp, uint32_t irq, uint8_t prio,
 			       uint32_t *reject)
 {
-	uint64_t old;
-	struct icp_state n;
+	uint64_t old, new;
 	bool ok;
 
 	do {
 		old = icp_load(icp);
-		n = icp_unpack(old);
 		*reject = 0;
-		ok = n.cppr > prio && n.mfrr > prio && n.pending_pri > prio;
+		ok = icp_cppr(old) > prio && icp_mfrr(old) > prio && icp_ppri(old) > prio;
 		if (ok) {
-			*reject = n.xisr;
-			n.xisr = irq;
-			n.pending_pri = prio;
+			*reject = icp_xisr(old);
+			new = icp_with_ppri(icp_with_xisr(old, irq), prio);
 		} else {
-			n.need_resend = true;
+			new = old | ICP_NEED_RESEND;
 		}
-	} while (!icp_try_update(x, icp, old, n));
+	} while (!icp_try_update(x, icp, old, new));
 	return ok;
 }
 
@@ -112,7 +105,7 @@ again:
 		ics_unlock(ics);
 		return;
 	}
-	src_update(x, s, SRC_RESEND, 0);
+	src_update(s, SRC_RESEND, 0);
 
 	if (src_prio(w) == XICS_MASKED) {
 		/*
@@ -120,13 +113,15 @@ again:
 		 * so the unmask delivers it, also when this is the redelivery of
 		 * a rejected interrupt (QEMU loses it, QUIRK-3, X-068).
 		 */
-		src_update(x, s, 0, SRC_MASKED_PEND);
+		src_update(s, 0, SRC_MASKED_PEND);
 		ics_unlock(ics);
 		return;
 	}
 
 	if (icp_try_to_deliver(x, icp, irq, src_prio(w), &reject)) {
-		stat_inc(&s->deliveries);
+		/* only ever incremented under this ICS lock: no RMW needed */
+		atomic_store_explicit(&s->deliveries,
+				      atomic_load_explicit(&s->deliveries, RELAXED) + 1, RELAXED);
 		stat_inc(&icp->deliveries);
 		if (reject)
 			stat_inc(&icp->rejects);
@@ -150,13 +145,13 @@ again:
 		 * the top instead of leaving it stranded.  Sequentially
 		 * need_resend is always still set here.
 		 */
-		src_update(x, s, 0, SRC_RESEND);
+		src_update(s, 0, SRC_RESEND);
 		bit = ics->icsid;
 		atomic_fetch_or_explicit(&icp->resend_map[bit / 64], 1ull << (bit % 64),
 					 memory_order_release);
 		atomic_thread_fence(memory_order_seq_cst);
-		if (!icp_unpack(icp_load(icp)).need_resend) {
-			src_update(x, s, SRC_RESEND, 0);
+		if (!(icp_load(icp) & ICP_NEED_RESEND)) {
+			src_update(s, SRC_RESEND, 0);
 			ics_unlock(ics);
 			check_resend = false;
 			goto again;
@@ -188,7 +183,6 @@ void icp_check_resend(struct irqd_xics *x, struct icp *icp)
 		ics = atomic_load_explicit(&x->ics[icsid], memory_order_acquire);
 		if (!ics)
 			continue;
-		gen_bump(x);
 		for (i = 0; i < XICS_PER_ICS; i++) {
 			/* read without the lock; deliver re-checks under it */
 			if (!(atomic_load_explicit(&ics->src[i].state, RELAXED) & SRC_RESEND))
@@ -208,22 +202,18 @@ static inline void count_ipi(struct icp *icp, uint32_t old_xisr, uint32_t new_xi
  * rejects (an external interrupt overwritten by the IPI is lost, X-040). */
 static void icp_down_cppr(struct irqd_xics *x, struct icp *icp, uint8_t new_cppr)
 {
-	uint64_t old;
-	struct icp_state n, o;
+	uint64_t old, new;
 	bool resend;
 
 	do {
 		old = icp_load(icp);
-		o = n = icp_unpack(old);
-		n.cppr = new_cppr;
-		if (n.mfrr < new_cppr && n.mfrr <= n.pending_pri) {
-			n.pending_pri = n.mfrr;
-			n.xisr = XICS_IPI;
-		}
-		resend = n.need_resend;
-		n.need_resend = false;
-	} while (!icp_try_update(x, icp, old, n));
-	count_ipi(icp, o.xisr, n.xisr);
+		new = icp_with_cppr(old, new_cppr);
+		if (icp_mfrr(old) < new_cppr && icp_mfrr(old) <= icp_ppri(old))
+			new = icp_with_xisr(icp_with_ppri(new, icp_mfrr(old)), XICS_IPI);
+		resend = old & ICP_NEED_RESEND;
+		new &= ~ICP_NEED_RESEND;
+	} while (!icp_try_update(x, icp, old, new));
+	count_ipi(icp, icp_xisr(old), icp_xisr(new));
 	if (resend)
 		icp_check_resend(x, icp);
 }
@@ -231,54 +221,49 @@ static void icp_down_cppr(struct irqd_xics *x, struct icp *icp, uint8_t new_cppr
 /* S3.5 H_XIRR: accept whatever is in XISR, whatever out_ee says (X-039). */
 static uint32_t h_xirr(struct irqd_xics *x, struct icp *icp)
 {
-	uint64_t old;
-	struct icp_state n;
+	uint64_t old, new;
 	uint32_t xirr;
 
 	do {
 		old = icp_load(icp);
-		n = icp_unpack(old);
-		xirr = (uint32_t)n.cppr << 24 | n.xisr;
-		if (!n.xisr)
+		xirr = (uint32_t)icp_cppr(old) << 24 | icp_xisr(old);
+		if (!icp_xisr(old))
 			break;
-		n.cppr = n.pending_pri;
-		n.pending_pri = XICS_MASKED;
-		n.xisr = 0;
-	} while (!icp_try_update(x, icp, old, n));
+		new = icp_with_xisr(icp_with_ppri(icp_with_cppr(old, icp_ppri(old)), XICS_MASKED), 0);
+	} while (!icp_try_update(x, icp, old, new));
 	return xirr;
 }
 
 /* S3.6 H_CPPR; the argument is compared in 64 bits, stored as 8. */
-static void h_cppr(struct irqd_xics *x, struct icp *icp, uint64_t cppr)
+static bool h_cppr(struct irqd_xics *x, struct icp *icp, uint64_t cppr)
 {
-	uint64_t old;
-	struct icp_state n;
+	uint64_t old, new;
 	uint32_t reject;
+	uint8_t cur;
 
 	/* only this vCPU changes its CPPR, so reading it outside a
 	 * transaction is safe (as in the kernel) */
-	n = icp_unpack(icp_load(icp));
-	if (cppr > n.cppr)
+	cur = icp_cppr(icp_load(icp));
+	if (cppr > cur)
 		icp_down_cppr(x, icp, (uint8_t)cppr);
-	else if (cppr == n.cppr)
-		return;
+	else if (cppr == cur)
+		return false;
 
 	/* Up_CPPR (the kernel falls through to it after Down_CPPR too) */
 	do {
 		old = icp_load(icp);
-		n = icp_unpack(old);
 		reject = 0;
-		n.cppr = (uint8_t)cppr;
-		if (cppr <= n.pending_pri) {
-			reject = n.xisr;
-			n.xisr = 0;
-			n.pending_pri = XICS_MASKED;
+		new = icp_with_cppr(old, (uint8_t)cppr);
+		if (cppr <= icp_ppri(old)) {
+			reject = icp_xisr(old);
+			new = icp_with_ppri(icp_with_xisr(new, 0), XICS_MASKED);
 		}
-	} while (!icp_try_update(x, icp, old, n));
+	} while (!icp_try_update(x, icp, old, new));
 	if (reject)
 		stat_inc(&icp->rejects);
 	if (reject && reject != XICS_IPI)
 		icp_deliver_irq(x, icp, reject, false);
+	return true;
 }
 
 /* S3.7 H_EOI: Down_CPPR (with its resend scan) first, then the ICS EOI. */
@@ -296,8 +281,7 @@ static int64_t h_eoi(struct irqd_xics *x, struct icp *icp, uint64_t xirr)
 static int64_t h_ipi(struct irqd_xics *x, struct icp *self, uint64_t server, uint64_t mfrr)
 {
 	struct icp *icp = self;
-	uint64_t old;
-	struct icp_state n, o;
+	uint64_t old, new;
 	uint32_t reject;
 	bool resend, presented;
 
@@ -308,25 +292,23 @@ static int64_t h_ipi(struct irqd_xics *x, struct icp *self, uint64_t server, uin
 	}
 	do {
 		old = icp_load(icp);
-		o = n = icp_unpack(old);
-		n.mfrr = (uint8_t)mfrr;
+		new = icp_with_mfrr(old, (uint8_t)mfrr);
 		reject = 0;
 		resend = false;
 		presented = false;
-		if (mfrr < n.cppr && mfrr <= n.pending_pri) {
+		if (mfrr < icp_cppr(old) && mfrr <= icp_ppri(old)) {
 			presented = true;
 			/* the IPI wins at equal priority (X-032) */
-			reject = n.xisr;
-			n.pending_pri = (uint8_t)mfrr;
-			n.xisr = XICS_IPI;
+			reject = icp_xisr(old);
+			new = icp_with_xisr(icp_with_ppri(new, (uint8_t)mfrr), XICS_IPI);
 		}
-		if (mfrr > o.mfrr) {
+		if (mfrr > icp_mfrr(old)) {
 			/* MFRR less favoured: cannot tell which rejected
 			 * interrupt it unblocks, so rescan */
-			resend = n.need_resend;
-			n.need_resend = false;
+			resend = old & ICP_NEED_RESEND;
+			new &= ~ICP_NEED_RESEND;
 		}
-	} while (!icp_try_update(x, icp, old, n));
+	} while (!icp_try_update(x, icp, old, new));
 	/* every IPI this call presents counts, also one replacing the IPI
 	 * already in XISR (a new request); so does any interrupt it pushes out */
 	if (presented)
@@ -354,6 +336,7 @@ int irqd_xics_hcall(struct irqd_xics *x, uint32_t server, uint64_t nr, uint64_t 
 	struct icp_state st;
 	uint64_t a0 = reg[0], a1 = reg[1];
 	int64_t status = IRQD_H_SUCCESS;
+	bool changed = false;
 
 	switch (nr) {
 	case IRQD_H_XIRR: case IRQD_H_XIRR_X: case IRQD_H_EOI:
@@ -370,19 +353,23 @@ int irqd_xics_hcall(struct irqd_xics *x, uint32_t server, uint64_t nr, uint64_t 
 	switch (nr) {
 	case IRQD_H_XIRR:
 		reg[1] = h_xirr(x, icp);
+		changed = reg[1] & 0xFFFFFFu;
 		break;
 	case IRQD_H_XIRR_X:
 		reg[1] = h_xirr(x, icp);
 		reg[2] = timestamp();
+		changed = reg[1] & 0xFFFFFFu;
 		break;
 	case IRQD_H_EOI:
 		status = h_eoi(x, icp, a0);
+		changed = true;
 		break;
 	case IRQD_H_CPPR:
-		h_cppr(x, icp, a0);
+		changed = h_cppr(x, icp, a0);
 		break;
 	case IRQD_H_IPI:
 		status = h_ipi(x, icp, a0, a1);
+		changed = status == IRQD_H_SUCCESS;
 		break;
 	case IRQD_H_IPOLL:
 		t = icp;
@@ -398,6 +385,8 @@ int irqd_xics_hcall(struct irqd_xics *x, uint32_t server, uint64_t nr, uint64_t 
 		break;
 	}
 	reg[0] = (uint64_t)status;
+	if (changed)
+		gen_bump(x);
 	return 0;
 }
 
@@ -421,8 +410,7 @@ int irqd_xics_get_icp(struct irqd_xics *x, uint32_t server, uint64_t *value)
 int irqd_xics_set_icp(struct irqd_xics *x, uint32_t server, uint64_t value)
 {
 	struct icp *icp = icp_find(x, server);
-	struct icp_state n, o;
-	uint64_t old;
+	uint64_t old, new, fields;
 	uint8_t cppr = (uint8_t)(value >> IRQD_KVM_REG_PPC_ICP_CPPR_SHIFT);
 	uint32_t xisr = (uint32_t)(value >> IRQD_KVM_REG_PPC_ICP_XISR_SHIFT) & 0xFFFFFFu;
 	uint8_t mfrr = (uint8_t)(value >> IRQD_KVM_REG_PPC_ICP_MFRR_SHIFT);
@@ -453,23 +441,20 @@ int irqd_xics_set_icp(struct irqd_xics *x, uint32_t server, uint64_t value)
 	 * second" restores consistent; over a fresh ICP (MFRR 0xFF) no scan
 	 * runs (X-059, X-066).
 	 */
+	fields = icp_with_xisr(icp_with_ppri(icp_with_mfrr(icp_with_cppr(0, cppr), mfrr), ppri), xisr);
 	do {
 		old = icp_load(icp);
-		o = icp_unpack(old);
-		n.cppr = cppr;
-		n.xisr = xisr;
-		n.mfrr = mfrr;
-		n.pending_pri = ppri;
-		if (mfrr <= o.mfrr) {
+		if (mfrr <= icp_mfrr(old)) {
 			resend = false;
-			n.need_resend = o.need_resend;
+			new = fields | (old & ICP_NEED_RESEND);
 		} else {
-			resend = o.need_resend;
-			n.need_resend = false;
+			resend = old & ICP_NEED_RESEND;
+			new = fields;
 		}
-	} while (!icp_try_update(x, icp, old, n));
+	} while (!icp_try_update(x, icp, old, new));
 	if (resend)
 		icp_check_resend(x, icp);
+	gen_bump(x);
 	return 0;
 }
 

@@ -22,6 +22,7 @@
  *   store, so a failing call changes nothing (abi.md S3) and never bumps the
  *   generation.
  */
+#define _POSIX_C_SOURCE 200809L  /* sched_yield, under -std=c11 */
 #include <errno.h>
 #include <string.h>
 
@@ -78,11 +79,11 @@ int ics_deliver_irq(struct irqd_xics *x, uint32_t irq, uint32_t level)
 		}
 		new = src_with_pq(old, pq_new);
 	} while (!atomic_compare_exchange_weak(&s->state, &old, new));
-	gen_bump(x);
 
 	/* P = 1, Q = 0: the only case where a trigger presents */
 	if (pq_new == PQ_PRESENTED)
 		icp_deliver_irq(x, NULL, irq, false);
+	gen_bump(x);
 	return 0;
 }
 
@@ -141,8 +142,6 @@ int ics_eoi(struct irqd_xics *x, struct icp *icp, uint32_t irq)
 			pq_new = src_pq(old) >> 1;  /* Q moves to P */
 			new = src_with_pq(old, pq_new);
 		} while (!atomic_compare_exchange_weak(&s->state, &old, new));
-		if (new != old)
-			gen_bump(x);
 	}
 	if (pq_new & PQ_PRESENTED)
 		icp_deliver_irq(x, icp, irq, false);
@@ -160,8 +159,6 @@ int ics_eoi(struct irqd_xics *x, struct icp *icp, uint32_t irq)
 			do {
 				new = src_with_pq(old, 0);
 			} while (!atomic_compare_exchange_weak(&s->state, &old, new));
-			if (new != old)
-				gen_bump(x);
 		}
 		xics_record_ack(x, irq);
 	}
@@ -354,7 +351,7 @@ out:
 
 /* S2.5 write_xive, under the ICS lock.  The unmask test uses the 32-bit
  * priority, the store its low 8 bits (X-054).  Returns "deliver". */
-static bool write_xive(struct irqd_xics *x, struct ics *ics, struct ics_src *s, bool keep_server,
+static bool write_xive(struct ics *ics, struct ics_src *s, bool keep_server,
 		       uint32_t server, uint32_t priority, bool saved_from_prio, uint32_t saved)
 {
 	uint64_t old = atomic_load_explicit(&s->state, RELAXED), new;
@@ -375,8 +372,6 @@ static bool write_xive(struct irqd_xics *x, struct ics *ics, struct ics_src *s, 
 		}
 	} while (!atomic_compare_exchange_weak(&s->state, &old, new));
 	ics_unlock(ics);
-	if (new != old)
-		gen_bump(x);
 	return deliver;
 }
 
@@ -390,7 +385,7 @@ static int32_t rtas_set_xive(struct irqd_xics *x, uint32_t irq, uint32_t server,
 	icp = icp_find(x, server);
 	if (!icp)
 		return IRQD_RTAS_PARAM_ERROR;
-	if (write_xive(x, ics, &ics->src[irq & XICS_SRC_MASK], false, server, prio, false, prio))
+	if (write_xive(ics, &ics->src[irq & XICS_SRC_MASK], false, server, prio, false, prio))
 		icp_deliver_irq(x, icp, irq, false);
 	return 0;
 }
@@ -402,7 +397,7 @@ static int32_t rtas_int_off(struct irqd_xics *x, uint32_t irq)
 	if (!ics)
 		return IRQD_RTAS_PARAM_ERROR;
 	/* saves the current priority: a second int-off saves 0xFF */
-	write_xive(x, ics, &ics->src[irq & XICS_SRC_MASK], true, 0, XICS_MASKED, true, 0);
+	write_xive(ics, &ics->src[irq & XICS_SRC_MASK], true, 0, XICS_MASKED, true, 0);
 	return 0;
 }
 
@@ -425,7 +420,7 @@ static int32_t rtas_int_on(struct irqd_xics *x, uint32_t irq)
 	icp = icp_find(x, server);
 	if (!icp)
 		return IRQD_RTAS_PARAM_ERROR;
-	if (write_xive(x, ics, s, false, server, saved, false, saved))
+	if (write_xive(ics, s, false, server, saved, false, saved))
 		icp_deliver_irq(x, icp, irq, false);
 	return 0;
 }
@@ -475,5 +470,7 @@ int irqd_xics_rtas(struct irqd_xics *x, uint32_t token, uint32_t nargs, uint32_t
 		rets[0] = (uint32_t)rtas_int_on(x, buf[0]);
 		break;
 	}
+	if (token != IRQD_RTAS_GET_XIVE && rets[0] == 0)
+		gen_bump(x);
 	return 0;
 }

@@ -14,6 +14,7 @@
  *   consistent snapshot, the whole dump is not (the daemon compares the
  *   generation before and after to set NLM_F_DUMP_INTR).
  */
+#define _POSIX_C_SOURCE 200809L  /* sched_yield, under -std=c11 */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,10 +59,7 @@ struct ics *xics_ics_alloc(uint32_t icsid)
 
 	if (!ics)
 		return NULL;
-	if (pthread_mutex_init(&ics->lock, NULL)) {
-		free(ics);
-		return NULL;
-	}
+	atomic_init(&ics->lock, 0);
 	ics->icsid = icsid;
 	for (i = 0; i < XICS_PER_ICS; i++) {
 		atomic_init(&ics->src[i].state, SRC_INITIAL);
@@ -73,9 +71,6 @@ struct ics *xics_ics_alloc(uint32_t icsid)
 
 void xics_ics_destroy(struct ics *ics)
 {
-	if (!ics)
-		return;
-	pthread_mutex_destroy(&ics->lock);
 	free(ics);
 }
 
@@ -87,7 +82,6 @@ void xics_ics_publish(struct irqd_xics *x, struct ics *ics)
 	if (ics->icsid > atomic_load(&x->max_icsid))
 		atomic_store_explicit(&x->max_icsid, ics->icsid, memory_order_release);
 	atomic_fetch_add(&x->nr_ics, 1);
-	gen_bump(x);
 }
 
 struct ics *xics_get_or_create_ics(struct irqd_xics *x, uint32_t icsid)
@@ -287,7 +281,6 @@ void xics_record_ack(struct irqd_xics *x, uint32_t irq)
 		return;
 	atomic_fetch_or(&rs->acked[idx / 64], 1ull << (idx % 64));
 	atomic_fetch_add_explicit(&x->ack_seq, 1, memory_order_release);
-	gen_bump(x);
 }
 
 int irqd_xics_set_resample(struct irqd_xics *x, uint32_t irq, int on)
