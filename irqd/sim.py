@@ -324,6 +324,7 @@ class Config:
                                        # vCPUs below saturation, so no source starves
     lsi_backlog: int = 2               # work items a level device holds at most
     lsi_share: float = 0.08            # chance per device-loop turn of new LSI work
+    msi_burst: float = 0.02            # chance per device-loop turn of a back-to-back burst
     ipi_rate: float = 0.05             # chance per handled interrupt of sending an IPI
     ipi_backlog: int = 4               # messages a mailbox holds at most
     drain_timeout: float = 20.0
@@ -606,6 +607,7 @@ class Sim:
         cfg = self.cfg
         rnd = random.Random(cfg.seed + 1)
         epoch = -1
+        bursting: MsiSource | None = None
         while True:
             if self.dgate.check("devices", "paused"):
                 return
@@ -641,13 +643,20 @@ class Sim:
                             or load[s.server] >= cfg.server_outstanding):
                         continue
                     load[s.server] += 1
-                    fid = self.take_id()
-                    if fid is None:
+                    if not self._fire(s):
                         break
-                    s.ids.append(fid)
-                    s.fires.append(now())
-                    os.eventfd_write(s.trig, 1)
+                    busy.add(s.trig)       # its count is unread: no second write yet
                     did = True
+                # a device raising MSIs back to back (a NIC under a packet
+                # train), each as soon as its previous trigger was read: what
+                # P/Q coalescing is for
+                if bursting is None and self.msis and rnd.random() < cfg.msi_burst:
+                    bursting = rnd.choice(self.msis)
+                if bursting is not None and bursting.trig not in busy:
+                    if bursting.outstanding() < cfg.msi_outstanding and self._fire(bursting):
+                        did = True
+                    else:
+                        bursting = None
                 if self.lsis and rnd.random() < cfg.lsi_share:
                     s = rnd.choice(self.lsis)
                     if len(s.work) < cfg.lsi_backlog:
@@ -662,6 +671,15 @@ class Sim:
                 self.dev_waiting = True
                 res_poll.poll(2)
                 self.dev_waiting = False
+
+    def _fire(self, s: MsiSource) -> bool:
+        fid = self.take_id()
+        if fid is None:
+            return False
+        s.ids.append(fid)
+        s.fires.append(now())
+        os.eventfd_write(s.trig, 1)
+        return True
 
     def _assert(self, s: LsiSource) -> None:
         s.asserted = True
