@@ -41,6 +41,8 @@ _U32 = 0xFFFFFFFF
 _U64 = 0xFFFFFFFFFFFFFFFF
 _CHUNK = 4096
 _handles = itertools.count(1)  # process-unique handles
+_H_IPOLL, _H_XIRR, _H_EOI = lib.IRQD_H_IPOLL, lib.IRQD_H_XIRR, lib.IRQD_H_EOI
+_irq_line, _hcall = lib.irqd_xics_irq_line, lib.irqd_xics_hcall
 
 
 def _uint(value: int, bits: int, name: str) -> int:
@@ -95,6 +97,7 @@ class Xics(XicsDevice):
         self._retired: list = []  # devices replaced by restore(), freed at close()
         self.handle = next(_handles)
         self._lock = threading.RLock()  # Python-side bookkeeping only
+        self._tls = threading.local()
         self._pump_lock = threading.Lock()  # serialises reads of trigger eventfds
         self._outputs: dict[int, int] = {}  # server -> our dup of its eventfd
         self._signalled: dict[int, int] = {}  # server -> rises already written
@@ -191,12 +194,23 @@ class Xics(XicsDevice):
 
     # -- shooting interrupts -------------------------------------------------------
     def irq_line(self, irq: int, level: int) -> None:
-        irq = _uint(irq, 32, "irq")
-        level = _uint(level, 32, "level")
-        ret = lib.irqd_xics_irq_line(self._dev(), irq, level)
+        # hot path: cffi range-checks the arguments (OverflowError -> ValueError)
+        x = self._x
+        if x is None:
+            self._dev()
+        try:
+            ret = _irq_line(x, irq, level)
+        except OverflowError:
+            _uint(irq, 32, "irq")
+            _uint(level, 32, "level")
+            raise
         if ret < 0:
             raise self._fail(ret, self._line_msg(irq, level))
-        self._after()
+        if self._outputs or self._resample_fds:
+            self._after()
+
+    def edge(self, irq: int) -> None:
+        self.irq_line(irq, 0xFFFFFFFF)
 
     @staticmethod
     def _line_msg(irq: int, level: int) -> str:
@@ -270,22 +284,54 @@ class Xics(XicsDevice):
         self._after()
 
     # -- what the guest does ---------------------------------------------------------
+    def _reg(self):
+        """This thread's 4-register buffer (ffi.new costs more than the call)."""
+        try:
+            return self._tls.reg
+        except AttributeError:
+            reg = self._tls.reg = ffi.new("uint64_t[4]")
+            return reg
+
     def hcall(self, server: int, nr: int, *args: int) -> tuple[int, int, int, int]:
-        server = _uint(server, 32, "server")
-        nr = _uint(nr, 64, "hcall number")
-        if len(args) > 4:
+        x = self._x
+        if x is None:
+            self._dev()
+        n = len(args)
+        if n > 4:
             raise ValueError("an hcall takes at most 4 arguments (r4-r7)")
-        reg = ffi.new("uint64_t[4]", [_uint(a, 64, f"r{4 + i}") for i, a in enumerate(args)])
-        ret = lib.irqd_xics_hcall(self._dev(), server, nr, reg)
+        reg = self._reg()
+        try:
+            # the core reads r4 and r5 only (H_EOI, H_CPPR, H_IPI, H_IPOLL)
+            reg[0] = args[0] if n else 0
+            reg[1] = args[1] if n > 1 else 0
+            if n > 2:
+                reg[2] = args[2]
+                if n > 3:
+                    reg[3] = args[3]
+            ret = _hcall(x, server, nr, reg)
+        except OverflowError:
+            _uint(server, 32, "server")
+            _uint(nr, 64, "hcall number")
+            for i, a in enumerate(args):
+                _uint(a, 64, f"r{4 + i}")
+            raise
         if ret < 0:
             if ret == -errno.EOPNOTSUPP:
                 msg = f"hcall {nr:#x} is not implemented"
             else:
                 msg = f"server {server} has no ICP"
             raise self._fail(ret, msg)
-        if nr != lib.IRQD_H_IPOLL:
+        r0, r1, r2, r3 = reg
+        if nr != _H_IPOLL and (self._outputs or self._resample_fds):
             self._after()
-        return _s64(reg[0]), reg[1], reg[2], reg[3]
+        return (r0 - (1 << 64) if r0 >> 63 else r0), r1, r2, r3
+
+    def h_xirr(self, server: int) -> tuple[int, int]:
+        st, r4, _, _ = self.hcall(server, _H_XIRR)
+        return st, r4
+
+    def h_eoi(self, server: int, xirr: int) -> int:
+        return self.hcall(server, _H_EOI, xirr)[0]
 
     def rtas(self, token: int, args: Sequence[int], nret: int, nargs: int | None = None) -> list[int]:
         token = _uint(token, 32, "token")
