@@ -41,6 +41,7 @@ MAX_RECORD = lib.IRQD_MAX_RECORD
 MAX_FDS = lib.IRQD_MAX_FDS
 OUT_CAP = 1 << 20
 OUT_MAX_ENDS = 16384
+READ_BURST = 32          # records read from one connection per wakeup
 OUTQ_LIMIT = 16          # reply records (<= 64 KiB each) queued before a connection stops being served
 EVENTFD_ONE = struct.pack("<Q", 1)
 ANC_SIZE = socket.CMSG_SPACE(MAX_FDS * 4)
@@ -503,8 +504,11 @@ class Daemon:
             self._flush(conn)
             if not conn.closed and conn.work is not None and len(conn.outq) < OUTQ_LIMIT:
                 self._serve(conn)
-        if mask & selectors.EVENT_READ and not conn.closed and conn.work is None and not conn.outq:
-            self._read_record(conn)
+        if mask & selectors.EVENT_READ:
+            # several records per wakeup while the connection keeps up with its replies
+            for _ in range(READ_BURST):
+                if conn.closed or conn.work is not None or conn.outq or not self._read_record(conn):
+                    break
         if not conn.closed:
             self._update_interest(conn)
 
@@ -516,14 +520,15 @@ class Daemon:
             conn.events = want
             self.sel.modify(conn.sock, want, conn.callback)
 
-    def _read_record(self, conn: Conn) -> None:
+    def _read_record(self, conn: Conn) -> bool:
+        """Read and process one record; False when none was there (or the peer left)."""
         try:
             data, anc, mflags, _ = conn.sock.recvmsg(MAX_RECORD, ANC_SIZE, socket.MSG_CMSG_CLOEXEC)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError as e:
             self.close_conn(conn, e.strerror or "recv failed")
-            return
+            return False
         fds: list[int] = []
         for level, kind, cdata in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -533,7 +538,7 @@ class Daemon:
             for fd in fds:
                 _close(fd)
             self.close_conn(conn, "end of stream")
-            return
+            return False
         flags = 0
         mismatch = bool(mflags & socket.MSG_CTRUNC)
         if mflags & socket.MSG_TRUNC:
@@ -553,6 +558,7 @@ class Daemon:
         conn.pos[0] = 0
         conn.wc.fd_index = 0
         self._serve(conn)
+        return True
 
     def _collect(self, conn: Conn) -> None:
         out = self.out
@@ -951,8 +957,14 @@ class Daemon:
         if dev.x != ffi.NULL:
             lib.irqd_registry_set_busy(self.reg, dev.handle, 0)
 
+    def _staged(self, dev: Device) -> Stage:
+        if dev.stage is None:  # (a restore by another connection is EBUSY in the dispatcher)
+            raise OpError(errno.EINVAL, f"device {dev.handle} has no restore in progress (RESTORE_BEGIN first)", 16)
+        return dev.stage
+
     def op_restore_abort(self, conn, w, req, payload, hdr) -> None:
         dev = self._device(struct.unpack_from("<I", payload)[0])
+        self._staged(dev)
         self._end_restore(dev)
         self._ack(req, hdr)
 
@@ -978,7 +990,7 @@ class Daemon:
 
     def op_restore_commit(self, conn, w, req, payload, hdr) -> None:
         dev = self._device(struct.unpack_from("<I", payload)[0])
-        st = dev.stage
+        st = self._staged(dev)
         self._end_restore(dev)
         blocks = len({irq >> lib.IRQD_KVMPPC_XICS_ICS_SHIFT for irq in st.sources})
         used = lib.irqd_registry_capacity(self.reg, dev.owner)

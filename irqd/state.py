@@ -175,7 +175,6 @@ def restore(daemon, blob: bytes, fds: dict[str, int]) -> list[str]:
         except StateError:
             lib.irqd_xics_free(x)
             raise
-        lib.irqd_xics_set_generation(x, d["generation"])
         handle = d["handle"]
         rc = lib.irqd_registry_add(daemon.reg, handle, x, d["owner"])
         if rc < 0:
@@ -207,6 +206,7 @@ def restore(daemon, blob: bytes, fds: dict[str, int]) -> list[str]:
             dev.outputs[o["server"]] = fd
             dev.signalled[o["server"]] = o["signalled"]
             used.append(o["fd"])
+        lib.irqd_xics_set_generation(x, d["generation"])  # last: re-flagging resample counts as a change
         daemon.signal_device(dev)   # rises or acks owed across the restart
     daemon.next_handle = max(daemon.next_handle, header["next_handle"])
     log.info("restored %d device(s) from the restart state (saved %.1f s ago)", len(header["devices"]),
