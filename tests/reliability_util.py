@@ -405,3 +405,228 @@ def setup_device(c: Raw, persist: bool = False, servers: Sequence[int] = (0, 1),
 
 
 ERRNO_NAMES = {v: k for k, v in errno.errorcode.items()}
+
+
+# ---------------------------------------------------------------------------
+# trace replay on the reference model (linearizability check)
+
+TRACE_HEAD = struct.Struct("<IQII")   # irqd/daemon.py TRACE_HEAD: kind, conn id, uid, length
+TRACE_RECORD = 1
+TRACE_IRQFD = 2
+
+
+def read_trace(path: str) -> list[tuple[int, int, int, bytes]]:
+    """[(kind, conn_id, uid, data)] in the order the daemon applied them."""
+    data = Path(path).read_bytes()
+    out = []
+    off = 0
+    while off < len(data):
+        assert off + TRACE_HEAD.size <= len(data), "truncated trace entry"
+        kind, cid, uid, n = TRACE_HEAD.unpack_from(data, off)
+        off += TRACE_HEAD.size
+        assert off + n <= len(data), "truncated trace entry"
+        out.append((kind, cid, uid, data[off:off + n]))
+        off += n
+    return out
+
+
+def split_record(rec: bytes) -> list[tuple[int, int, int, int, bytes]]:
+    """Well-framed request record -> [(type, flags, seq, pid, payload)]."""
+    out = []
+    off = 0
+    while off < len(rec):
+        n, t, f, s, p = HDR.unpack_from(rec, off)
+        out.append((t, f, s, p, rec[off + HDRLEN: off + n]))
+        off += align(n)
+    return out
+
+
+def norm_reply(r: Reply) -> tuple:
+    """What a reply must equal in the replay: ERROR -> errno; data -> type,
+    flags without DUMP_INTR, payload."""
+    if r.type == T.IRQD_MSG_ERROR:
+        return ("ERR", r.errno)
+    return (r.type, r.flags & ~DUMP_INTR, r.payload)
+
+
+class _RDev:
+    def __init__(self, model, owner: int, persist: bool):
+        self.model = model
+        self.owner = owner
+        self.persist = persist
+        self.holders: set[int] = set()
+        self.stage: dict | None = None       # {"conn", "servers", "sources", "icps"}
+
+
+class Replay:
+    """Applies the daemon's trace, in order, to tests/model.py's XicsModel,
+    one per device, with the daemon's own bookkeeping (handles, holders,
+    staged restores) written from abi.md.  ``expected[(pid, seq)]`` is the
+    list of normalised replies each request must have had.  Covers the
+    well-formed requests the load tests send (no framing errors)."""
+
+    def __init__(self):
+        from model import XicsModel  # tests/model.py
+        self.XicsModel = XicsModel
+        self.devs: dict[int, _RDev] = {}
+        self.next_handle = 1
+        self.expected: dict[tuple[int, int], list[tuple]] = {}
+        self.messages = 0
+        self.irqfd_events = 0
+
+    def run(self, trace) -> None:
+        for kind, cid, uid, data in trace:
+            if kind == TRACE_RECORD:
+                for t, f, s, p, pl in split_record(data):
+                    self.messages += 1
+                    self.expected[(p, s)] = self._one(cid, uid, t, f, pl)
+            elif kind == TRACE_IRQFD:
+                self.irqfd_events += 1
+                handle, gsi, pulse = struct.unpack("<III", data)
+                dev = self.devs[handle]
+                try:
+                    dev.model.irq_line(gsi, 1)
+                    if pulse:
+                        dev.model.irq_line(gsi, 0)
+                except OSError:
+                    pass
+
+    # -- one message ----------------------------------------------------------
+    def _one(self, cid: int, uid: int, t: int, f: int, pl: bytes) -> list[tuple]:
+        ack = [("ERR", 0)] if f & ACK else []
+        try:
+            return self._op(cid, uid, t, f, pl, ack)
+        except OSError as e:
+            return [("ERR", e.errno)]
+
+    def _dev(self, cid: int, uid: int, handle: int, t: int) -> _RDev:
+        dev = self.devs.get(handle)
+        if dev is None:
+            raise OSError(errno.EBADF, "no device")
+        if uid != 0 and uid != dev.owner:
+            raise OSError(errno.EACCES, "not yours")
+        if dev.stage is not None:
+            staged_types = (T.IRQD_MSG_CONNECT_VCPU, T.IRQD_MSG_SET_DEVICE_ATTR, T.IRQD_MSG_SET_ONE_REG,
+                            T.IRQD_MSG_RESTORE_COMMIT, T.IRQD_MSG_RESTORE_ABORT)
+            if not (dev.stage["conn"] == cid and t in staged_types):
+                raise OSError(errno.EBUSY, "being restored")
+        return dev
+
+    def _op(self, cid, uid, t, f, pl, ack):
+        L = lib
+        if t < 0x10:
+            return ack
+        if t == T.IRQD_MSG_HELLO:
+            v = P_HELLO.unpack_from(pl)
+            return [(t, 0, P_HELLO.pack(min(v[0], 1), 0, MAX_RECORD, *self.hello_limits))] + ack
+        if t == T.IRQD_MSG_CREATE_DEVICE:
+            ty, _, flags, _ = P_CREATE.unpack_from(pl)
+            h = self.next_handle
+            self.next_handle += 1
+            dev = _RDev(self.XicsModel(), uid, bool(flags & L.IRQD_CREATE_PERSIST))
+            dev.holders.add(cid)
+            self.devs[h] = dev
+            return [(t, 0, P_CREATE.pack(ty, h, flags, 0))] + ack
+        handle = struct.unpack_from("<I", pl)[0]
+        dev = self._dev(cid, uid, handle, t)
+        x = dev.model
+        if t == T.IRQD_MSG_DESTROY_DEVICE:
+            del self.devs[handle]
+            x.close()
+            return ack
+        if t == T.IRQD_MSG_ATTACH:
+            dev.holders.add(cid)
+            return ack
+        if t == T.IRQD_MSG_IRQ_LINE:
+            _, irq, level, _ = P_LEVEL.unpack_from(pl)
+            x.irq_line(irq, level)
+            return ack
+        if t == T.IRQD_MSG_IRQ_LINE_BATCH:
+            _, count = P_BATCH.unpack_from(pl)
+            x.irq_line_batch([P_ENTRY.unpack_from(pl, 8 + 8 * i) for i in range(count)])
+            return ack
+        if t == T.IRQD_MSG_CREATE_ICS:
+            _, first, count, flags = P_ICS.unpack_from(pl)
+            x.create_ics(first, count, bool(flags & 1))
+            return ack
+        if t == T.IRQD_MSG_CONNECT_VCPU:
+            server = P_VCPU.unpack_from(pl)[1]
+            if dev.stage is not None:
+                if server in dev.stage["servers"]:
+                    raise OSError(errno.EEXIST, "staged twice")
+                dev.stage["servers"].add(server)
+            else:
+                x.connect_vcpu(server)
+            return ack
+        if t in (T.IRQD_MSG_SET_DEVICE_ATTR, T.IRQD_MSG_GET_DEVICE_ATTR):
+            h, fl, group, res, attr, value = P_ATTR.unpack_from(pl)
+            if t == T.IRQD_MSG_GET_DEVICE_ATTR:
+                return [(t, 0, P_ATTR.pack(h, fl, group, res, attr, x.get_source(attr)))] + ack
+            if dev.stage is not None:
+                dev.stage["sources"][attr] = value
+            else:
+                x.set_source(attr, value)
+            return ack
+        if t in (T.IRQD_MSG_SET_ONE_REG, T.IRQD_MSG_GET_ONE_REG):
+            h, server, rid, value = P_REG.unpack_from(pl)
+            if t == T.IRQD_MSG_GET_ONE_REG:
+                return [(t, 0, P_REG.pack(h, server, rid, x.get_icp(server)))] + ack
+            if dev.stage is not None:
+                dev.stage["icps"][server] = value
+            else:
+                x.set_icp(server, value)
+            return ack
+        if t == T.IRQD_MSG_HCALL:
+            h, server, nr, *regs = P_HCALL.unpack_from(pl)
+            st, r4, r5, r6 = x.hcall(server, nr, *regs)
+            return [(t, 0, P_HCALL.pack(h, server, nr, st & (2**64 - 1), r4, r5, r6))] + ack
+        if t == T.IRQD_MSG_RTAS:
+            h, tok, nargs, nret, *buf = P_RTAS.unpack_from(pl)
+            rets = x.rtas(tok, buf[:nargs], nret, nargs)
+            for i, v in enumerate(rets):
+                buf[nargs + i] = v & 0xFFFFFFFF
+            return [(t, 0, P_RTAS.pack(h, tok, nargs, nret, *buf))] + ack
+        if t == T.IRQD_MSG_DUMP_STATE:
+            st = x.dump()
+            out = [(T.IRQD_MSG_SOURCE_STATE, MULTI, P_STATE.pack(handle, irq, w)) for irq, w in sorted(st.sources.items())]
+            out += [(T.IRQD_MSG_ICP_STATE, MULTI, P_STATE.pack(handle, s, w)) for s, w in sorted(st.icps.items())]
+            return out + [(T.IRQD_MSG_DONE, MULTI, struct.pack("<i", 0))]
+        if t == T.IRQD_MSG_GET_STATS:
+            st = x.stats()
+            out = [(T.IRQD_MSG_SOURCE_STATS, MULTI, P_SSTATS.pack(handle, irq, *v)) for irq, v in sorted(st.sources.items())]
+            out += [(T.IRQD_MSG_SERVER_STATS, MULTI, P_VSTATS.pack(handle, s, *v)) for s, v in sorted(st.servers.items())]
+            return out + [(T.IRQD_MSG_DONE, MULTI, struct.pack("<i", 0))]
+        if t == T.IRQD_MSG_IRQFD:
+            _, gsi, flags, _ = P_IRQFD.unpack_from(pl)
+            if not (16 <= gsi < NR_IRQS):
+                raise OSError(errno.EINVAL, "gsi")
+            return ack
+        if t == T.IRQD_MSG_RESTORE_BEGIN:
+            if x._configured() or x.icps:
+                raise OSError(errno.EEXIST, "not empty")
+            dev.stage = {"conn": cid, "servers": set(), "sources": {}, "icps": {}}
+            return ack
+        if t == T.IRQD_MSG_RESTORE_ABORT:
+            dev.stage = None
+            return ack
+        if t == T.IRQD_MSG_RESTORE_COMMIT:
+            st, dev.stage = dev.stage, None
+            if st is None:
+                raise OSError(errno.EINVAL, "no restore in progress")
+            nx = self.XicsModel()
+            try:
+                for s in sorted(st["servers"]):
+                    nx.connect_vcpu(s)
+                for irq in sorted(st["sources"]):
+                    nx.set_source(irq, st["sources"][irq])
+                for s in sorted(st["icps"]):
+                    nx.set_icp(s, st["icps"][s])
+            except OSError:
+                nx.close()
+                raise
+            x.close()
+            dev.model = nx
+            return ack
+        raise AssertionError(f"replay does not cover type {t:#x}")
+
+    hello_limits = (64, lib.IRQD_MAX_SERVERS, NR_IRQS, lib.IRQD_MAX_FDS, 0)
