@@ -100,7 +100,8 @@ class OwnDaemon:
             time.sleep(0.05)
 
     def output(self) -> str:
-        self._logf.flush()
+        if not self._logf.closed:
+            self._logf.flush()
         return self.log.read_text(errors="replace")
 
     def stop(self) -> int:
