@@ -32,9 +32,12 @@
  * usage: irqd_bench --socket PATH [--cpu N] [--tag T] [--seconds S]
  *                   [--clients N] [--rounds K] [--only rtt,oneway,batch,clients]
  *                   [--dump FILE]   (every client round trip: client round start_ns rtt_ns)
+ *                   [--daemon-pid PID] (also irqd_daemon_cpu_*: the daemon's CPU time,
+ *                                   all threads, per request / record / batch entry)
  */
 #include "bench.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -59,6 +62,51 @@ struct conn {
 static const char *sock_path;
 static uint32_t handle;
 static uint64_t main_triggers;  /* triggers sent on the main connection */
+static uint64_t main_records;   /* records sent on the main connection */
+static int daemon_pid;          /* --daemon-pid: report the daemon's CPU time per request */
+
+/* CPU time the daemon has run so far (all its threads), ns; 0 if unknown. */
+static uint64_t daemon_cpu_ns(void)
+{
+	char path[64];
+	DIR *d;
+	struct dirent *e;
+	uint64_t sum = 0;
+
+	if (daemon_pid <= 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/task", daemon_pid);
+	if (!(d = opendir(path)))
+		die("irqd_bench: %s: %s", path, strerror(errno));
+	while ((e = readdir(d))) {
+		char f[320];
+		unsigned long long ns;
+		FILE *fp;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(f, sizeof(f), "/proc/%d/task/%s/schedstat", daemon_pid, e->d_name);
+		if ((fp = fopen(f, "r"))) {
+			if (fscanf(fp, "%llu", &ns) == 1)
+				sum += ns;
+			fclose(fp);
+		}
+	}
+	closedir(d);
+	return sum;
+}
+
+/* Print the daemon's CPU time per unit over a phase (with --daemon-pid). */
+static void daemon_cpu_figure(const char *what, const char *tag, uint64_t cpu0, uint64_t units,
+			      double ns_per_unit_of_output, const char *unit)
+{
+	char name[96];
+
+	if (daemon_pid <= 0 || units == 0)
+		return;
+	snprintf(name, sizeof(name), "irqd_daemon_cpu_%s_%s", what, tag);
+	figure(name, (double)(daemon_cpu_ns() - cpu0) / (double)units / ns_per_unit_of_output, unit);
+}
 
 static int conn_open(struct conn *c, int fatal)
 {
@@ -276,6 +324,7 @@ static double rtt_median(struct conn *c, double seconds)
 		samples[n++] = now_ns() - a;
 	}
 	main_triggers += 200 + n;
+	main_records += 200 + n;
 	return (double)quantile(samples, n, 0.5) / 1e3;
 }
 
@@ -287,10 +336,10 @@ static double trigger_rate(struct conn *c, uint32_t per, double seconds)
 	uint64_t i = 0, stray = 0;
 
 	for (int s = 0; s < SLICES; s++) {
-		uint64_t t0 = now_ns(), n = 0, limit = (uint64_t)(seconds / SLICES * 1e9);
+		uint64_t t0 = now_ns(), n = 0, recs = 0, limit = (uint64_t)(seconds / SLICES * 1e9);
 
 		do {
-			for (int k = 0; k < 64; k++) {
+			for (int k = 0; k < 64; k++, recs++) {
 				size_t off = 0;
 
 				if (per == 0) {
@@ -327,6 +376,7 @@ static double trigger_rate(struct conn *c, uint32_t per, double seconds)
 		if (stray)
 			die("irqd_bench: %llu fire-and-forget requests answered ERROR", (unsigned long long)stray);
 		main_triggers += n;
+		main_records += recs + 1;
 		double r = (double)n / ((double)(now_ns() - t0) / 1e9);
 		if (r > best)
 			best = r;
@@ -510,13 +560,15 @@ int main(int argc, char **argv)
 			nclients = (int)arg_double(argv[++i], "clients");
 		else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
 			rounds = (int)arg_double(argv[++i], "rounds");
+		else if (!strcmp(argv[i], "--daemon-pid") && i + 1 < argc)
+			daemon_pid = (int)arg_double(argv[++i], "daemon pid");
 		else if (!strcmp(argv[i], "--dump") && i + 1 < argc)
 			dump_path = argv[++i];
 		else if (!strcmp(argv[i], "--only") && i + 1 < argc)
 			only = argv[++i];
 		else
 			die("usage: irqd_bench --socket PATH [--cpu N] [--tag T] [--seconds S] "
-			    "[--clients N] [--rounds K] [--only rtt,oneway,batch,clients] [--dump FILE]");
+			    "[--clients N] [--rounds K] [--only rtt,oneway,batch,clients] [--dump FILE] [--daemon-pid PID]");
 	}
 	if (!sock_path || rounds < 1 || nclients < 1)
 		die("irqd_bench: --socket is required; --rounds and --clients must be >= 1");
@@ -528,18 +580,30 @@ int main(int argc, char **argv)
 		handle, NSRC, FIRST_IRQ, PRIO);
 
 	if (strstr(only, "rtt")) {
+		uint64_t cpu0 = daemon_cpu_ns(), r0 = main_records;
 		snprintf(name, sizeof(name), "irqd_rtt_%s", tag);
 		figure(name, rtt_median(&main_conn, seconds), "us");
+		daemon_cpu_figure("rtt", tag, cpu0, main_records - r0, 1e3, "us/request");
 	}
 	if (strstr(only, "oneway")) {
+		uint64_t cpu0 = daemon_cpu_ns(), r0 = main_records;
 		snprintf(name, sizeof(name), "irqd_oneway_%s", tag);
 		figure(name, trigger_rate(&main_conn, 0, seconds) / 1e6, "M/s");
+		daemon_cpu_figure("oneway", tag, cpu0, main_records - r0, 1e3, "us/record");
 	}
 	if (strstr(only, "batch")) {
+		uint64_t cpu0, t0;
+
 		snprintf(name, sizeof(name), "irqd_batch64_%s", tag);
+		cpu0 = daemon_cpu_ns();
+		t0 = main_triggers;
 		figure(name, trigger_rate(&main_conn, 64, seconds) / 1e6, "M/s");
+		daemon_cpu_figure("batch64", tag, cpu0, main_triggers - t0, 1, "ns/entry");
 		snprintf(name, sizeof(name), "irqd_batch1000_%s", tag);
+		cpu0 = daemon_cpu_ns();
+		t0 = main_triggers;
 		figure(name, trigger_rate(&main_conn, 1000, seconds) / 1e6, "M/s");
+		daemon_cpu_figure("batch1000", tag, cpu0, main_triggers - t0, 1, "ns/entry");
 	}
 	check_trigger_count(&main_conn);
 	if (strstr(only, "clients"))

@@ -750,7 +750,8 @@ def main(argv=None) -> int:
                 try:
                     add_round(run_prog([exe["irqd_bench"], "--socket", d.path, "--cpu", str(ccpu),
                                         "--tag", tag, "--seconds", s, "--clients", str(a.clients),
-                                        "--rounds", str(a.rounds), "--only", only], timeout=300))
+                                        "--rounds", str(a.rounds), "--only", only,
+                                        "--daemon-pid", str(d.proc.pid)], timeout=300))
                 except (RuntimeError, subprocess.TimeoutExpired) as e:
                     problems.append(f"irqd_bench {tag}: {e}")
                     skipped[f"irqd_*_{tag}"] = str(e)[:300]

@@ -130,11 +130,15 @@ def bench_daemon():
 def test_irqd_bench(exe, bench_daemon):
     figs, skipped = run.run_prog([exe["irqd_bench"], "--socket", bench_daemon.path, "--cpu", "0",
                                   "--tag", "same", "--seconds", TINY, "--clients", "8",
-                                  "--rounds", "3"])
+                                  "--rounds", "3", "--daemon-pid", str(bench_daemon.proc.pid)])
     assert skipped == {}
     positive(figs, "irqd_rtt_same", "us")
     for kind in ("oneway", "batch64", "batch1000"):
         positive(figs, f"irqd_{kind}_same", "M/s")
+    positive(figs, "irqd_daemon_cpu_rtt_same", "us/request")
+    positive(figs, "irqd_daemon_cpu_oneway_same", "us/record")
+    positive(figs, "irqd_daemon_cpu_batch64_same", "ns/entry")
+    positive(figs, "irqd_daemon_cpu_batch1000_same", "ns/entry")
     assert figs["irqd_clients_total_same"]["value"] == 8
     assert figs["irqd_clients_served_same"]["value"] == 8
     med = positive(figs, "irqd_clients_median_same", "us")
