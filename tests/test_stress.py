@@ -177,33 +177,48 @@ C_STRESS = r"""
 #define NSRC 48
 #define FIRST 1000          /* spans ICS 0 and ICS 1 */
 #define FIRERS 3
+#define IPI_PRIO 2
 static long fires_per_thread;
+static int chaos;           /* also a masking thread and an IPI thread */
 static struct irqd_xics *x;
 static atomic_int done;
 static unsigned prio_of[NSRC], server_of[NSRC];
 static atomic_uint fired[NSRC], accepted[NSRC];
 static atomic_int in_service[NSRC];
 static atomic_int failed;
-static atomic_ulong vcpu_loops, empty_xirrs;
+static atomic_ulong vcpu_loops, empty_xirrs, ipis_sent, ipis_taken, masks;
 static atomic_int ready;
+static int nthreads;
+
+#define FAIL(...) do { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); atomic_store(&failed, 1); } while (0)
 
 /* all threads start together: without this the firers are done before the
  * vCPU threads even run (3 firers + 3 vCPUs on 2 CPUs) */
 static void start_barrier(void)
 {
 	atomic_fetch_add(&ready, 1);
-	while (atomic_load(&ready) < FIRERS + SERVERS)
+	while (atomic_load(&ready) < nthreads)
 		sched_yield();
 }
 
-#define FAIL(...) do { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); atomic_store(&failed, 1); } while (0)
-
-static uint64_t hcall(uint32_t s, uint64_t nr, uint64_t a0, uint64_t *r4)
+static uint64_t hcall2(uint32_t s, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t *r4)
 {
-	uint64_t reg[4] = { a0, 0, 0, 0 };
+	uint64_t reg[4] = { a0, a1, 0, 0 };
 	if (irqd_xics_hcall(x, s, nr, reg)) FAIL("hcall %llx failed", (unsigned long long)nr);
 	if (r4) *r4 = reg[1];
 	return reg[0];
+}
+
+static uint64_t hcall(uint32_t s, uint64_t nr, uint64_t a0, uint64_t *r4)
+{
+	return hcall2(s, nr, a0, 0, r4);
+}
+
+static int32_t rtas1(uint32_t token, uint32_t irq)
+{
+	uint32_t buf[12] = { irq };
+	if (irqd_xics_rtas(x, token, 1, 1, buf)) FAIL("rtas %u", token);
+	return (int32_t)buf[1];
 }
 
 static void *firer(void *arg)
@@ -220,6 +235,38 @@ static void *firer(void *arg)
 	return NULL;
 }
 
+/* chaos: int-off / int-on pairs (one thread, so the saved priority is
+ * always the real one) and IPIs at a priority above every source */
+static void *masker(void *arg)
+{
+	unsigned seed = 4242;
+	(void)arg;
+	start_barrier();
+	while (!atomic_load(&done) && !atomic_load(&failed)) {
+		unsigned i = (unsigned)rand_r(&seed) % NSRC;
+		if (rtas1(3, FIRST + i) != 0) FAIL("int-off");
+		sched_yield();
+		if (rtas1(4, FIRST + i) != 0) FAIL("int-on");
+		atomic_fetch_add(&masks, 1);
+	}
+	return NULL;
+}
+
+static void *ipier(void *arg)
+{
+	unsigned seed = 777;
+	(void)arg;
+	start_barrier();
+	while (!atomic_load(&done) && !atomic_load(&failed)) {
+		uint32_t target = (unsigned)rand_r(&seed) % SERVERS;
+		if (hcall2(0, 0x6C, target, IPI_PRIO, NULL) != 0) FAIL("h_ipi");
+		atomic_fetch_add(&ipis_sent, 1);
+		for (int k = 0; k < 4; k++)
+			sched_yield();
+	}
+	return NULL;
+}
+
 static void run_vcpu(uint32_t s, int drain_only, unsigned seed)
 {
 	uint64_t stack[4];
@@ -232,7 +279,15 @@ static void run_vcpu(uint32_t s, int drain_only, unsigned seed)
 		atomic_fetch_add_explicit(&vcpu_loops, 1, memory_order_relaxed);
 		if (!irq)
 			atomic_fetch_add_explicit(&empty_xirrs, 1, memory_order_relaxed);
-		if (irq) {
+		if (irq == 2) {
+			if ((xirr >> 24) != cppr || IPI_PRIO >= cppr) {
+				FAIL("server %u: bad IPI xirr %llx cppr %x", s, (unsigned long long)xirr, cppr);
+				return;
+			}
+			atomic_fetch_add(&ipis_taken, 1);
+			stack[depth++] = xirr;
+			cppr = IPI_PRIO;
+		} else if (irq) {
 			unsigned i = irq - FIRST;
 			if (i >= NSRC || server_of[i] != s || (xirr >> 24) != cppr || prio_of[i] >= cppr) {
 				FAIL("server %u: bad xirr %llx cppr %x", s, (unsigned long long)xirr, cppr);
@@ -247,11 +302,13 @@ static void run_vcpu(uint32_t s, int drain_only, unsigned seed)
 		}
 		if (depth) {
 			uint64_t e = stack[--depth];
-			atomic_store(&in_service[(e & 0xFFFFFF) - FIRST], 0);
+			if ((e & 0xFFFFFF) == 2)
+				hcall2(s, 0x6C, s, 0xFF, NULL);  /* the guest ends an IPI (X-029) */
+			else
+				atomic_store(&in_service[(e & 0xFFFFFF) - FIRST], 0);
 			if (hcall(s, 0x64, e, NULL) != 0) FAIL("eoi");
 			cppr = (unsigned)(e >> 24);
 			idle = 0;
-			continue;
 		} else if (atomic_load(&done) || drain_only) {
 			if (++idle > 3) return;
 		} else if (++idle % 16 == 0) {
@@ -269,8 +326,11 @@ static void *vcpu(void *arg)
 
 int main(int argc, char **argv)
 {
-	pthread_t t[FIRERS + SERVERS];
+	pthread_t t[FIRERS + SERVERS + 2];
+	int nt = 0;
 	fires_per_thread = argc > 1 ? atol(argv[1]) : 200000;
+	chaos = argc > 2 && !strcmp(argv[2], "chaos");
+	nthreads = FIRERS + SERVERS + (chaos ? 2 : 0);
 	x = irqd_xics_new();
 	if (!x || irqd_xics_create_ics(x, FIRST, NSRC, 0)) return 2;
 	for (uint32_t s = 0; s < SERVERS; s++) {
@@ -283,11 +343,18 @@ int main(int argc, char **argv)
 		prio_of[i] = 3 + 2 * (i % 4);
 		if (irqd_xics_rtas(x, 1, 3, 1, buf) || buf[3]) return 2;
 	}
-	for (uintptr_t i = 0; i < FIRERS; i++) pthread_create(&t[i], NULL, firer, (void *)i);
-	for (uintptr_t s = 0; s < SERVERS; s++) pthread_create(&t[FIRERS + s], NULL, vcpu, (void *)s);
-	for (int i = 0; i < FIRERS; i++) pthread_join(t[i], NULL);
+	for (uintptr_t s = 0; s < SERVERS; s++) pthread_create(&t[nt++], NULL, vcpu, (void *)s);
+	if (chaos) {
+		pthread_create(&t[nt++], NULL, masker, NULL);
+		pthread_create(&t[nt++], NULL, ipier, NULL);
+	}
+	pthread_t f[FIRERS];
+	for (uintptr_t i = 0; i < FIRERS; i++) pthread_create(&f[i], NULL, firer, (void *)i);
+	for (int i = 0; i < FIRERS; i++) pthread_join(f[i], NULL);
 	atomic_store(&done, 1);
-	for (int s = 0; s < SERVERS; s++) pthread_join(t[FIRERS + s], NULL);
+	for (int i = 0; i < nt; i++) pthread_join(t[i], NULL);
+	/* final drain, single-threaded: a Down_CPPR on every server runs the
+	 * resend scan of anything a concurrent failure left behind */
 	for (int round = 0; round < 4; round++)
 		for (uint32_t s = 0; s < SERVERS; s++) {
 			hcall(s, 0x68, 0xFE, NULL);
@@ -305,18 +372,25 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < NSRC; i++) {
 		unsigned f = atomic_load(&fired[i]), a = atomic_load(&accepted[i]);
 		if (st[i].triggers != f) FAIL("irq %u: core triggers %u, fired %u", FIRST + i, st[i].triggers, f);
-		if (raw[i].pq || raw[i].resend || raw[i].masked_pending)
-			FAIL("irq %u not quiescent: pq %u resend %u mp %u", FIRST + i, raw[i].pq, raw[i].resend,
-			     raw[i].masked_pending);
+		if (raw[i].pq || raw[i].resend || raw[i].masked_pending || raw[i].priority != prio_of[i])
+			FAIL("irq %u not quiescent: pq %u resend %u mp %u prio %u", FIRST + i, raw[i].pq,
+			     raw[i].resend, raw[i].masked_pending, raw[i].priority);
 		if (a > f || (f && !a)) FAIL("irq %u: accepted %u of %u", FIRST + i, a, f);
+		if (st[i].deliveries < a) FAIL("irq %u: %u deliveries < %u accepted", FIRST + i, st[i].deliveries, a);
 		tf += f; ta += a; coalesced += f - a; sdlv += st[i].deliveries;
 	}
 	unsigned long long acc_by_server[SERVERS] = { 0 };
 	for (unsigned i = 0; i < NSRC; i++) acc_by_server[server_of[i]] += atomic_load(&accepted[i]);
 	for (unsigned s = 0; s < SERVERS; s++) {
 		uint64_t w;
-		if (sv[s].deliveries != acc_by_server[s] + sv[s].rejects)
+		/* without IPIs every presentation is accepted once or pushed out
+		 * (and delivered again); an IPI replacing an IPI also counts as a
+		 * reject, so with IPIs only the inequality holds */
+		if (!chaos && sv[s].deliveries != acc_by_server[s] + sv[s].rejects)
 			FAIL("server %u: deliveries %u != accepted %llu + rejects %u", s, sv[s].deliveries,
+			     acc_by_server[s], sv[s].rejects);
+		if (chaos && sv[s].deliveries > acc_by_server[s] + sv[s].rejects)
+			FAIL("server %u: deliveries %u > accepted %llu + rejects %u", s, sv[s].deliveries,
 			     acc_by_server[s], sv[s].rejects);
 		irqd_xics_get_icp(x, s, &w);
 		if (w != 0xFF000000FFFF0000ull) FAIL("server %u: icp %llx", s, (unsigned long long)w);
@@ -324,8 +398,10 @@ int main(int argc, char **argv)
 	}
 	if (dlv != sdlv) FAIL("server deliveries %llu != source deliveries %llu", dlv, sdlv);
 	if (tf != (unsigned long long)FIRERS * fires_per_thread) FAIL("fired %llu", tf);
-	printf("fired=%llu accepted=%llu coalesced=%llu rejects=%llu deliveries=%llu loops=%lu empty=%lu\n",
-	       tf, ta, coalesced, rejects, dlv, atomic_load(&vcpu_loops), atomic_load(&empty_xirrs));
+	printf("fired=%llu accepted=%llu coalesced=%llu rejects=%llu deliveries=%llu loops=%lu empty=%lu "
+	       "ipis_sent=%lu ipis_taken=%lu masks=%lu\n",
+	       tf, ta, coalesced, rejects, dlv, atomic_load(&vcpu_loops), atomic_load(&empty_xirrs),
+	       atomic_load(&ipis_sent), atomic_load(&ipis_taken), atomic_load(&masks));
 	irqd_xics_free(x);
 	return atomic_load(&failed) ? 1 : 0;
 }
@@ -345,14 +421,17 @@ def _build(tmp_path: Path, cc: str, extra: list[str]) -> Path:
     return exe
 
 
-def _check_run(exe: Path, fires: int, env=None) -> dict[str, int]:
-    res = subprocess.run([str(exe), str(fires)], capture_output=True, text=True, timeout=240, env=env)
+def _check_run(exe: Path, fires: int, env=None, chaos: bool = False) -> dict[str, int]:
+    args = [str(exe), str(fires)] + (["chaos"] if chaos else [])
+    res = subprocess.run(args, capture_output=True, text=True, timeout=240, env=env)
     assert res.returncode == 0, res.stderr + res.stdout
     out = dict(kv.split("=") for kv in res.stdout.split())
     vals = {k: int(v) for k, v in out.items()}
     assert vals["fired"] == 3 * fires
     assert vals["accepted"] + vals["coalesced"] == vals["fired"]
     assert vals["accepted"] > vals["fired"] // 100  # the vCPUs really ran alongside
+    if chaos:
+        assert vals["ipis_taken"] > 0 and vals["masks"] > 0
     return vals
 
 
@@ -360,6 +439,15 @@ def _check_run(exe: Path, fires: int, env=None) -> dict[str, int]:
 def test_c_threads_nothing_lost_or_duplicated(tmp_path):
     exe = _build(tmp_path, "gcc", [])
     _check_run(exe, 100000)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
+def test_c_threads_with_concurrent_masking_and_ipis(tmp_path):
+    """Chaos: one more thread doing int-off / int-on pairs (masked-pending,
+    unmask delivery) and one sending IPIs more favoured than every source
+    (rejections, IPI presentation and reset)."""
+    exe = _build(tmp_path, "gcc", [])
+    _check_run(exe, 50000, chaos=True)
 
 
 def _tsan_works() -> bool:
@@ -374,9 +462,11 @@ def test_c_threads_under_thread_sanitizer(tmp_path):
         pytest.skip(f"cannot build with -fsanitize=thread: {e}")
     env = dict(os.environ, TSAN_OPTIONS="halt_on_error=1 exitcode=66")
     _check_run(exe, 10000, env)
+    _check_run(exe, 5000, env, chaos=True)
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
 def test_c_threads_under_address_and_ub_sanitizers(tmp_path):
     exe = _build(tmp_path, "gcc", ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"])
     _check_run(exe, 10000)
+    _check_run(exe, 5000, chaos=True)
