@@ -24,12 +24,13 @@ bookkeeping (registered fds, what was last signalled) takes a lock.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
 import select
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from irqd._core import ffi, lib
 from irqd.backend import DeviceInfo, DeviceState, DeviceStats, XicsDevice
@@ -694,7 +695,5 @@ class Xics(XicsDevice):
             self._resample_fds.clear()
 
     def __del__(self):
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown: best effort
             self.close()
-        except Exception:
-            pass

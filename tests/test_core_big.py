@@ -6,8 +6,8 @@ from __future__ import annotations
 import errno
 
 import pytest
-
 from irqd._core import ffi, lib
+
 from irqd.backend import SET
 from irqd.errors import IrqdError
 from irqd.inproc import Xics
@@ -53,7 +53,7 @@ def test_full_device_delivers_and_resends_across_all_ics(full):
     assert full.h_cppr(top, 0xFF) == lib.IRQD_H_SUCCESS  # one scan over 0..1023
     seen = []
     for _ in irqs:
-        st, xirr = full.h_xirr(top)
+        _, xirr = full.h_xirr(top)
         seen.append(xirr & 0xFFFFFF)
         assert full.h_eoi(top, 0xFF000000 | seen[-1]) == lib.IRQD_H_SUCCESS
     assert seen == irqs  # most favoured first: 5, 6, 7

@@ -13,8 +13,8 @@ import errno
 import os
 
 import pytest
-
 from irqd._core import ffi, lib
+
 from irqd.backend import SET, DeviceState
 from irqd.errors import IrqdError
 from irqd.inproc import Xics
@@ -39,11 +39,11 @@ def busy_device() -> Xics:
         assert d.set_xive(irq, server, prio) == 0
     assert d.int_off(20) == 0
     d.edge(16)
-    d.edge(16)          # queued
-    d.edge(17)          # resend behind 16
-    d.edge(19)          # resend on server 3
-    d.level_set(32)     # LSI presented on server 1
-    d.edge(20)          # masked-pending
+    d.edge(16)  # queued
+    d.edge(17)  # resend behind 16
+    d.edge(19)  # resend on server 3
+    d.level_set(32)  # LSI presented on server 1
+    d.edge(20)  # masked-pending
     assert d.h_ipi(0, 1, 2) == H_SUCCESS  # IPI displaces LSI 32 on server 1 -> resend
     d.edge(2048)
     return d
@@ -80,11 +80,11 @@ def unchanged(d: Xics, fn, *args):
 
 def test_busy_device_is_busy(dev):
     """The fixture really has the states the error tests must preserve."""
-    assert dev.get_source(16) == 0x0000180500000000            # P + Q
-    assert dev.get_source(17) == 0x00000C0600000000            # resend
-    assert dev.get_source(20) == 0x00000EFF00000000            # masked-pending (int_off saved 0xFF)
-    assert dev.get_source(32) == 0x00000D0400000001            # LSI asserted
-    assert dev.get_icp(1) == 0xFF00000202020000                # IPI in XISR
+    assert dev.get_source(16) == 0x0000180500000000  # P + Q
+    assert dev.get_source(17) == 0x00000C0600000000  # resend
+    assert dev.get_source(20) == 0x00000EFF00000000  # masked-pending (int_off saved 0xFF)
+    assert dev.get_source(32) == 0x00000D0400000001  # LSI asserted
+    assert dev.get_icp(1) == 0xFF00000202020000  # IPI in XISR
     srcs, icps = dev.export_raw()
     assert any(i["need_resend"] for i in icps)
     assert any(s["resend"] for s in srcs)
@@ -92,10 +92,20 @@ def test_busy_device_is_busy(dev):
 
 # -- CREATE_ICS ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("first,count", [
-    (0, 4), (15, 2), (16, 0), (1048575, 2), (1048576, 1), (0xFFFFFFF0, 0x20), (0xFFFFFFFF, 1),
-    (16, 0xFFFFFFFF),
-])
+
+@pytest.mark.parametrize(
+    "first,count",
+    [
+        (0, 4),
+        (15, 2),
+        (16, 0),
+        (1048575, 2),
+        (1048576, 1),
+        (0xFFFFFFF0, 0x20),
+        (0xFFFFFFFF, 1),
+        (16, 0xFFFFFFFF),
+    ],
+)
 def test_create_ics_einval(dev, first, count):
     e = fails(dev, errno.EINVAL, dev.create_ics, first, count)
     assert str(first) in e.strerror
@@ -122,6 +132,7 @@ def test_create_ics_unknown_flag_einval_in_core(dev):
 
 # -- CONNECT_VCPU -----------------------------------------------------------------------
 
+
 def test_connect_vcpu_errors(dev):
     fails(dev, errno.EINVAL, dev.connect_vcpu, lib.IRQD_MAX_SERVERS)
     fails(dev, errno.EINVAL, dev.connect_vcpu, 0xFFFFFFFF)
@@ -131,10 +142,24 @@ def test_connect_vcpu_errors(dev):
 
 # -- IRQ_LINE / IRQ_LINE_BATCH -------------------------------------------------------------
 
-@pytest.mark.parametrize("irq,level", [
-    (48, SET), (0, SET), (15, 1), (2052, 1), (4096, 1), (1048576, SET), (0xFFFFFFFF, 1),
-    (16, 2), (16, 0xFFFFFFFC), (16, 0x80000000), (32, 3), (48, 0),
-])
+
+@pytest.mark.parametrize(
+    "irq,level",
+    [
+        (48, SET),
+        (0, SET),
+        (15, 1),
+        (2052, 1),
+        (4096, 1),
+        (1048576, SET),
+        (0xFFFFFFFF, 1),
+        (16, 2),
+        (16, 0xFFFFFFFC),
+        (16, 0x80000000),
+        (32, 3),
+        (48, 0),
+    ],
+)
 def test_irq_line_einval(dev, irq, level):
     e = fails(dev, errno.EINVAL, dev.irq_line, irq, level)
     assert ("level" in e.strerror) if level not in (0, 1, SET) else (str(irq) in e.strerror)
@@ -170,6 +195,7 @@ def test_irq_batch_core_reports_first_failure(dev):
 
 # -- GET / SET / HAS_DEVICE_ATTR ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("irq", [48, 15, 0, 1024, 4096, 1048575, 1048576, 0x100000030])
 def test_get_source_enoent(dev, irq):
     fails(dev, errno.ENOENT, dev.get_source, irq)
@@ -180,12 +206,15 @@ def test_set_source_enoent_out_of_range(dev, irq):
     fails(dev, errno.ENOENT, dev.set_source, irq, 0x0000000500000000)
 
 
-@pytest.mark.parametrize("irq,word", [
-    (16, 0x0000000500000007),       # configured source, unknown server
-    (4096, 0x0000000500000002),     # would create ICS 4: must not
-    (4096, 0x0000020500000002),     # MASKED bit does not exempt
-    (48, 0x0000040000000009),
-])
+@pytest.mark.parametrize(
+    "irq,word",
+    [
+        (16, 0x0000000500000007),  # configured source, unknown server
+        (4096, 0x0000000500000002),  # would create ICS 4: must not
+        (4096, 0x0000020500000002),  # MASKED bit does not exempt
+        (48, 0x0000040000000009),
+    ],
+)
 def test_set_source_einval_unknown_server_creates_nothing(dev, irq, word):
     fails(dev, errno.EINVAL, dev.set_source, irq, word)
     assert dev.info().nr_ics == 2
@@ -203,17 +232,27 @@ def test_has_source_true_whether_configured_or_not(dev):
 
 # -- GET / SET_ONE_REG -------------------------------------------------------------------------------
 
+
 def test_one_reg_enoent(dev):
     fails(dev, errno.ENOENT, dev.get_icp, 2)
     fails(dev, errno.ENOENT, dev.set_icp, 2, 0xFF000000FFFF0000)
     fails(dev, errno.ENOENT, dev.set_icp, lib.IRQD_MAX_SERVERS + 5, 0xFF000000FFFF0000)
 
 
-@pytest.mark.parametrize("word", [
-    0xFF000000FF050000, 0xFF00000205040000, 0x0500000205050000, 0xFF00001005050000,
-    0x05000010FF050000, 0xFF001000FF050000, 0xFF400000FF050000, 0xFF000002FF040000,
-    0xFF0000100505FFFF,
-])
+@pytest.mark.parametrize(
+    "word",
+    [
+        0xFF000000FF050000,
+        0xFF00000205040000,
+        0x0500000205050000,
+        0xFF00001005050000,
+        0x05000010FF050000,
+        0xFF001000FF050000,
+        0xFF400000FF050000,
+        0xFF000002FF040000,
+        0xFF0000100505FFFF,
+    ],
+)
 def test_set_icp_einval(dev, word):
     e = fails(dev, errno.EINVAL, dev.set_icp, 0, word)
     assert "ICP state word" in e.strerror
@@ -221,14 +260,16 @@ def test_set_icp_einval(dev, word):
 
 # -- HCALL ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("nr", [0, 0x04, 0x60, 0x78, 0xF000, 1 << 40])
 def test_hcall_eopnotsupp_checked_before_server(dev, nr):
     fails(dev, errno.EOPNOTSUPP, dev.hcall, 0, nr)
     fails(dev, errno.EOPNOTSUPP, dev.hcall, 7, nr)
 
 
-@pytest.mark.parametrize("nr", ["IRQD_H_XIRR", "IRQD_H_XIRR_X", "IRQD_H_EOI", "IRQD_H_CPPR",
-                                "IRQD_H_IPI", "IRQD_H_IPOLL"])
+@pytest.mark.parametrize(
+    "nr", ["IRQD_H_XIRR", "IRQD_H_XIRR_X", "IRQD_H_EOI", "IRQD_H_CPPR", "IRQD_H_IPI", "IRQD_H_IPOLL"]
+)
 def test_hcall_enoent_unknown_server(dev, nr):
     fails(dev, errno.ENOENT, dev.hcall, 2, getattr(lib, nr), 0xFF000010, 4)
 
@@ -246,20 +287,41 @@ def test_h_cppr_equal_and_h_xirr_empty_change_nothing(dev):
 
 # -- RTAS ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("token,args,nret,nargs", [
-    (0, [16], 1, None), (5, [16], 1, None), (0xFFFFFFFF, [16], 1, None),
-    (1, [16, 0, 5], 10, None), (2, [16], 12, None), (1, [0] * 12, 0, None),
-    (3, [16], 0xFFFFFFFF, None), (3, [16], 1, 0xFFFFFFFF),
-])
+
+@pytest.mark.parametrize(
+    "token,args,nret,nargs",
+    [
+        (0, [16], 1, None),
+        (5, [16], 1, None),
+        (0xFFFFFFFF, [16], 1, None),
+        (1, [16, 0, 5], 10, None),
+        (2, [16], 12, None),
+        (1, [0] * 12, 0, None),
+        (3, [16], 0xFFFFFFFF, None),
+        (3, [16], 1, 0xFFFFFFFF),
+    ],
+)
 def test_rtas_einval(dev, token, args, nret, nargs):
     fails(dev, errno.EINVAL, dev.rtas, token, args, nret, nargs)
 
 
-@pytest.mark.parametrize("token,args,nret", [
-    (1, [16, 0], 1), (1, [16, 0, 5], 2), (2, [16], 1), (3, [16, 0], 1), (4, [16], 3),
-    (1, [4096, 0, 5], 1), (1, [16, 2, 5], 1), (1, [16, 0xFFFFFFFF, 5], 1), (2, [4096], 3),
-    (3, [4096], 1), (4, [4096], 1), (4, [19 + 4000], 1),
-])
+@pytest.mark.parametrize(
+    "token,args,nret",
+    [
+        (1, [16, 0], 1),
+        (1, [16, 0, 5], 2),
+        (2, [16], 1),
+        (3, [16, 0], 1),
+        (4, [16], 3),
+        (1, [4096, 0, 5], 1),
+        (1, [16, 2, 5], 1),
+        (1, [16, 0xFFFFFFFF, 5], 1),
+        (2, [4096], 3),
+        (3, [4096], 1),
+        (4, [4096], 1),
+        (4, [19 + 4000], 1),
+    ],
+)
 def test_rtas_parameter_error_changes_nothing(dev, token, args, nret):
     assert unchanged(dev, dev.rtas, token, args, nret)[0] == -3
 
@@ -281,6 +343,7 @@ def test_rtas_parameter_error_writes_only_the_status_word(dev):
 
 
 # -- eventfds -------------------------------------------------------------------------------------
+
 
 def test_irqfd_errors(dev):
     efd = os.eventfd(0)
@@ -317,6 +380,7 @@ def test_set_resample_einval_in_core(dev):
 
 # -- restore / import ----------------------------------------------------------------------------
 
+
 def test_restore_into_a_used_device_eexist(dev):
     fails(dev, errno.EEXIST, dev.restore, DeviceState())
 
@@ -328,12 +392,15 @@ def test_restore_eexist_with_only_an_icp():
     d.close()
 
 
-@pytest.mark.parametrize("state,names", [
-    (DeviceState(sources={16: 0x0000000500000000}, icps={0: 0xFF000002FF040000}), "server 0"),
-    (DeviceState(sources={16: 0x0000000500000009}, icps={0: 0xFF000000FFFF0000}), "irq 16"),
-    (DeviceState(sources={16: 0x0000000500000000, 1048576: 0}, icps={0: 0}), "irq 1048576"),
-    (DeviceState(sources={}, icps={0: 0, 4096: 0}), "server 4096"),
-])
+@pytest.mark.parametrize(
+    "state,names",
+    [
+        (DeviceState(sources={16: 0x0000000500000000}, icps={0: 0xFF000002FF040000}), "server 0"),
+        (DeviceState(sources={16: 0x0000000500000009}, icps={0: 0xFF000000FFFF0000}), "irq 16"),
+        (DeviceState(sources={16: 0x0000000500000000, 1048576: 0}, icps={0: 0}), "irq 1048576"),
+        (DeviceState(sources={}, icps={0: 0, 4096: 0}), "server 4096"),
+    ],
+)
 def test_restore_failure_is_all_or_nothing(state, names):
     d = Xics()
     e = fails(d, e_no(state), d.restore, state)
@@ -362,6 +429,7 @@ def test_import_range_errors_change_nothing(dev):
 
 
 # -- lifetime -----------------------------------------------------------------------------------------
+
 
 def test_closed_device_ebadf_and_close_idempotent():
     d = Xics()

@@ -15,8 +15,8 @@ import select
 import threading
 
 import pytest
-
 from irqd._core import ffi, lib
+
 from irqd.backend import SET, DeviceState
 from irqd.inproc import Xics
 
@@ -51,6 +51,7 @@ def rises(d: Xics, server: int) -> int:
 
 
 # -- output ---------------------------------------------------------------------------
+
 
 def test_output_counts_each_rise_once(s0):
     d, out = s0
@@ -111,7 +112,7 @@ def test_set_output_while_asserted_signals_at_once_and_replaces(s0):
 
 
 def test_output_fd_is_duplicated(s0):
-    d, out = s0
+    d, _ = s0
     mine = os.eventfd(0)
     d.set_output(0, mine)
     reader = os.dup(mine)
@@ -134,6 +135,7 @@ def test_rises_survive_many_cycles(s0):
 
 
 # -- irqfd ------------------------------------------------------------------------------
+
 
 def test_pump_fires_each_readable_trigger_once(s0):
     d, out = s0
@@ -176,7 +178,7 @@ def test_helper_thread_fires_triggers(s0):
 
 
 def test_resample_lsi_reset_after_redelivery_and_signalled(s0):
-    d, out = s0
+    d, _ = s0
     d.set_xive(32, 0, 5)
     trig, res = os.eventfd(0), os.eventfd(0)
     d.irqfd(32, trig, res)
@@ -204,7 +206,7 @@ def test_resample_lsi_reset_after_redelivery_and_signalled(s0):
 
 
 def test_resample_registered_before_the_source_exists(s0):
-    d, out = s0
+    d, _ = s0
     trig, res = os.eventfd(0), os.eventfd(0)
     d.irqfd(3000, trig, res)
     d.create_ics(3000, 1, level=True)
@@ -218,7 +220,7 @@ def test_resample_registered_before_the_source_exists(s0):
 
 
 def test_acks_between_two_drains_coalesce_and_drain_is_ascending(s0):
-    d, out = s0
+    d, _ = s0
     x = d._x
     for irq in (40, 33, 2000):
         assert lib.irqd_xics_set_resample(x, irq, 1) == 0
@@ -235,6 +237,7 @@ def test_acks_between_two_drains_coalesce_and_drain_is_ascending(s0):
 
 # -- restart: raw export / import -----------------------------------------------------------
 
+
 def complex_device() -> Xics:
     d = Xics()
     for s in (0, 1, 2, 700):
@@ -244,15 +247,22 @@ def complex_device() -> Xics:
     d.create_ics(5000, 10)
     d.h_cppr(0, 0xFF)
     d.h_cppr(1, 0x80)
-    for irq, srv, pr in ((16, 0, 5), (17, 0, 6), (18, 1, 5), (19, 2, 5), (100, 1, 4), (5001, 0, 3),
-                         (20, 700, 5)):
+    for irq, srv, pr in (
+        (16, 0, 5),
+        (17, 0, 6),
+        (18, 1, 5),
+        (19, 2, 5),
+        (100, 1, 4),
+        (5001, 0, 3),
+        (20, 700, 5),
+    ):
         d.set_xive(irq, srv, pr)
     d.int_off(21)
     for irq in (16, 16, 17, 18, 19, 21, 100, 5001, 20):
         d.edge(irq)
     d.h_ipi(0, 1, 2)
     d.h_xirr(1)
-    d.set_source(60, 0x0000040900000002)   # PENDING on a blocked ICP -> resend
+    d.set_source(60, 0x0000040900000002)  # PENDING on a blocked ICP -> resend
     d.rtas(lib.IRQD_RTAS_SET_XIVE, [15, 0, 9], 1)  # an unconfigured entry touched by RTAS
     for irq in (100, 17):
         assert lib.irqd_xics_set_resample(d._x, irq, 1) == 0
@@ -272,8 +282,11 @@ def test_export_import_round_trip_is_identical():
     assert b.export_raw() == (src, icp)
     assert b.stats() == a.stats()
     info_a, info_b = a.info(), b.info()
-    assert (info_a.nr_ics, info_a.nr_sources, info_a.nr_servers) == (info_b.nr_ics, info_b.nr_sources,
-                                                                     info_b.nr_servers)
+    assert (info_a.nr_ics, info_a.nr_sources, info_a.nr_servers) == (
+        info_b.nr_ics,
+        info_b.nr_sources,
+        info_b.nr_servers,
+    )
     # and it behaves the same from there on (resend scans, rejects, acks)
     rng = random.Random(7)
     for _ in range(400):
@@ -307,7 +320,7 @@ def test_import_keeps_output_without_counting_a_rise():
     assert lib.irqd_xics_output_asserted(b._x, 0) == 1
     assert rises(b, 0) == 1  # carried, not re-counted
     out = os.eventfd(0)
-    b.set_output(0, out)   # a restored vCPU must be woken
+    b.set_output(0, out)  # a restored vCPU must be woken
     assert count(out) == 1
     os.close(out)
     a.close()
@@ -315,6 +328,7 @@ def test_import_keeps_output_without_counting_a_rise():
 
 
 # -- migration: dump / restore --------------------------------------------------------------------
+
 
 def test_restore_reproduces_dump_and_generation_grows():
     a = complex_device()
