@@ -4,7 +4,8 @@
  * irqd_wire_run() (irqd/core/wire.c), on one received record, driven the
  * way irqd/daemon.py drives it: run until DONE, drain the reply buffer on
  * FULL, skip past messages handed back to Python (IRQD_WIRE_PYTHON), and
- * run the dump writer for DUMP_STATE / GET_STATS.
+ * run the dump writer for DUMP_STATE / GET_STATS, and mark a device busy
+ * on RESTORE_BEGIN (staged SETs, EBUSY for the rest) until COMMIT/ABORT.
  *
  * Each input is a fresh registry with two devices: handle 1 owned by the
  * peer's uid (1000) and set up as xics-semantics S0 plus server 1 (sources
@@ -230,12 +231,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				FAIL("PYTHON message at %u ends at %u (record %u)", pos, end, len);
 			memcpy(&type, data + pos + 4, 2);
 			(void)irqd_wire_msg_fds(data, len, pos);
-			if ((type == IRQD_MSG_DUMP_STATE || type == IRQD_MSG_GET_STATS) &&
-			    end - pos >= IRQD_NLMSG_HDRLEN + 4) {
+			if (end - pos >= IRQD_NLMSG_HDRLEN + 4) {
 				uint32_t handle = rd32(data + pos + IRQD_NLMSG_HDRLEN);
 				struct irqd_xics *x = irqd_registry_get(r, handle);
-				if (x)
+				/* what the daemon does with these, as far as wire.c sees it */
+				if (x && (type == IRQD_MSG_DUMP_STATE || type == IRQD_MSG_GET_STATS))
 					run_dump(x, handle, data, pos, type, &o);
+				else if (x && type == IRQD_MSG_RESTORE_BEGIN)
+					irqd_registry_set_busy(r, handle, conn.conn_id);
+				else if (x && (type == IRQD_MSG_RESTORE_COMMIT || type == IRQD_MSG_RESTORE_ABORT))
+					irqd_registry_set_busy(r, handle, 0);
 			}
 			pos = end;
 			continue;
