@@ -102,6 +102,8 @@ struct ics_src {
 	_Atomic uint32_t deliveries;
 };
 
+_Static_assert(sizeof(struct ics_src) == 16, "16 bytes per source, counters included");
+
 struct ics {
 	_Atomic int lock;
 	uint32_t icsid;
