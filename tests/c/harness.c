@@ -418,6 +418,70 @@ TEST(batch_barrier_collects_each_failure_in_order)
 	GET_SRC(d, 16, 0x0000080500000000);
 }
 
+TEST(batch_spanning_several_records_counts_every_failure)
+{
+	NEWDEV(d);
+	struct irqd_client *c = xdev_client(d);
+	struct irqd_batch b;
+	struct irqd_irq_batch_entry e[3] = { { 17, IRQD_KVM_INTERRUPT_SET }, { 4000, 1 }, { 18, 1 } };
+	uint32_t h = xdev_handle(d);
+	size_t per_record;
+
+	SETUP_S0(d);
+	SET_XIVE(d, 16, 0, 5);
+	OK(irqd_batch_init(&b, c));
+	/* 5000 IRQ_LINEs (32 B each) need several records; every 1000th is
+	 * for an unconfigured number; one IRQ_LINE_BATCH message with one bad
+	 * entry at the end */
+	for (uint32_t i = 0; i < 5000; i++)
+		if (irqd_batch_irq_line(&b, h, i % 1000 == 999 ? 48 : 16, IRQD_KVM_INTERRUPT_SET) < 0)
+			break;
+	OK(irqd_batch_irq_lines(&b, h, e, 3));
+	per_record = (c->max_record - IRQD_NLMSG_HDRLEN) / 32;
+	CHECK(5000 > per_record);   /* so this really spans records */
+	int r = irqd_batch_send(&b);
+	uint32_t nf = b.nfailed;
+	irqd_batch_free(&b);
+	CHECK_FAILS(c, r, EINVAL);
+	CHECK_EQ(nf, 6);   /* 5 IRQ_LINEs + the batch message */
+	CHECK_EQ(c->async_errors, 0);
+	GET_SRC(d, 16, 0x0000180500000000);   /* presented, then queued */
+	GET_SRC(d, 17, 0x00000EFF00000000);   /* masked: masked-pending */
+	GET_SRC(d, 18, 0x00000EFF00000000);
+}
+
+TEST(batch_hands_fds_to_fd_taking_messages_in_order)
+{
+	NEWDEV(d);
+	struct irqd_client *c = xdev_client(d);
+	struct irqd_batch b;
+	uint32_t h = xdev_handle(d);
+	int out0 = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), out1 = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	int r, ev;
+	uint64_t n0, n1;
+
+	CHECK(out0 >= 0 && out1 >= 0);
+	SETUP_S1(d);
+	SET_XIVE(d, 17, 1, 5);
+	OK(irqd_batch_init(&b, c));
+	struct irqd_output m0 = { .handle = h, .server = 0 }, m1 = { .handle = h, .server = 1 };
+	irqd_batch_add(&b, IRQD_MSG_SET_OUTPUT, 0, &m0, sizeof(m0), &out0, 1);
+	irqd_batch_add(&b, IRQD_MSG_SET_OUTPUT, 0, &m1, sizeof(m1), &out1, 1);
+	irqd_batch_irq_line(&b, h, 17, IRQD_KVM_INTERRUPT_SET);
+	r = irqd_batch_send(&b);
+	irqd_batch_free(&b);
+	ev = r == 0 ? wait_fd(out1, POLLIN, 5000) : 0;
+	n0 = read_efd(out0);
+	n1 = read_efd(out1);
+	close(out0);
+	close(out1);
+	OK(r);
+	CHECK_MSG(ev & POLLIN, "server 1's eventfd not signalled");
+	CHECK_EQ(n1, 1);
+	CHECK_EQ(n0, 0);
+	GET_ICP(d, 1, 0xFF000011FF050000);
+}
+
 TEST(several_replies_share_records_and_are_all_parsed)
 {
 	NEWDEV(d);
