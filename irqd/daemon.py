@@ -1,10 +1,11 @@
 """irqd: the XICS daemon.
 
-One thread runs a ``selectors`` (epoll) loop: asyncio cannot do
-SOCK_SEQPACKET.  Each readable connection gets one record read; the record
-goes to the C dispatcher (``irqd/core/wire.c``), which checks and applies
-every message it can in one call and hands back the few that need the
-daemon's own state (devices, holders, eventfds, dumps, restores).  Replies
+One thread runs an epoll loop whose hot path is C (``irqd/core/loop.c``;
+asyncio cannot do SOCK_SEQPACKET anyway): an idle connection's records are
+read, checked and applied by the C dispatcher (``irqd/core/wire.c``) and
+answered without entering Python.  Python sees only what needs the daemon's
+own state (devices, holders, eventfds, dumps, restores), new connections,
+irqfd events, and connections whose replies could not all be sent.  Replies
 are queued per connection as whole records; a connection whose queue is
 full is not read again until the client drains it, so one slow client never
 blocks the others and no buffer grows without bound.
@@ -22,7 +23,7 @@ import errno
 import grp
 import logging
 import os
-import selectors
+import select
 import signal
 import socket
 import stat
@@ -65,10 +66,11 @@ class Limits:
 
 
 class IrqFd:
-    __slots__ = ("dev", "gsi", "fd", "resample_fd")
+    __slots__ = ("dev", "gsi", "fd", "resample_fd", "tag")
 
     def __init__(self, dev: "Device", gsi: int, fd: int, resample_fd: int | None):
         self.dev, self.gsi, self.fd, self.resample_fd = dev, gsi, fd, resample_fd
+        self.tag = 0
 
 
 class Stage:
@@ -144,8 +146,8 @@ class Work:
 
 
 class Conn:
-    __slots__ = ("sock", "fd", "id", "pid", "uid", "gid", "held", "outq", "work", "wc", "pos", "events",
-                 "closed", "callback")
+    __slots__ = ("sock", "fd", "id", "pid", "uid", "gid", "held", "outq", "work", "wc", "pos", "mode",
+                 "closed", "tag")
 
     def __init__(self, sock: socket.socket, conn_id: int, pid: int, uid: int, gid: int):
         self.sock = sock
@@ -157,9 +159,9 @@ class Conn:
         self.work: Work | None = None
         self.wc = ffi.new("struct irqd_wire_conn *", {"uid": uid, "conn_id": conn_id})
         self.pos = ffi.new("uint32_t *")
-        self.events = 0
+        self.mode: tuple[int, int] | None = None   # (fast, epoll events) registered with the loop
         self.closed = False
-        self.callback = None
+        self.tag = 0
 
     def __str__(self) -> str:
         return f"conn {self.id} (pid {self.pid} uid {self.uid})"
@@ -294,7 +296,17 @@ class Daemon:
         self.limits = limits
         self.owned = owned
         self.path = path
-        self.sel = selectors.DefaultSelector()
+        loop = lib.irqd_loop_new()
+        if loop == ffi.NULL:
+            raise OSError(errno.ENOMEM, "cannot create the event loop")
+        self.loop = ffi.gc(loop, lib.irqd_loop_free)
+        self.rec = ffi.new("struct irqd_loop_record *")
+        self.recbuf = ffi.new("uint8_t[]", MAX_RECORD)
+        self.rec.buf = self.recbuf
+        self.evs = ffi.new("struct irqd_loop_event[]", 64)
+        self.watchers: dict[int, Callable[[int], None]] = {}   # loop tag -> handler(epoll events)
+        self.next_tag = 1
+        self.fast = True                 # serve idle connections in C (off while tracing)
         self.conns: dict[int, Conn] = {}
         self.devices: dict[int, Device] = {}
         self.next_handle = 1
@@ -321,12 +333,12 @@ class Daemon:
         self.last_status = ""
         self.next_status = 0.0
         listener.setblocking(False)
-        self.sel.register(listener, selectors.EVENT_READ, self._on_accept)
+        self.listen_tag = self.watch(listener.fileno(), self._on_accept)
         rfd, wfd = socket.socketpair()
         rfd.setblocking(False)
         wfd.setblocking(False)
         self._wake_r, self._wake_w = rfd, wfd
-        self.sel.register(rfd, selectors.EVENT_READ, self._on_wakeup)
+        self.watch(rfd.fileno(), self._on_wakeup)
         self.handlers: dict[int, Callable] = {
             lib.IRQD_MSG_HELLO: self.op_hello,
             lib.IRQD_MSG_CREATE_DEVICE: self.op_create_device,
@@ -359,7 +371,53 @@ class Daemon:
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
-    def _on_wakeup(self, key, mask) -> None:
+    # -- the loop ---------------------------------------------------------------
+    def watch(self, fd: int, handler: Callable[[int], None], events: int = select.EPOLLIN) -> int:
+        """Have the loop report fd's events to handler(events); returns its tag."""
+        tag = self.next_tag
+        self.next_tag += 1
+        rc = lib.irqd_loop_watch(self.loop, fd, tag, events)
+        if rc < 0:
+            raise OSError(-rc, f"cannot watch fd {fd}: {os.strerror(-rc)}")
+        self.watchers[tag] = handler
+        return tag
+
+    def unwatch(self, fd: int, tag: int) -> None:
+        lib.irqd_loop_forget(self.loop, fd)
+        self.watchers.pop(tag, None)
+
+    def watch_irqfd(self, f: IrqFd) -> None:
+        f.tag = self.watch(f.fd, lambda events, f=f: self._on_irqfd(f))
+        self.irqfd_by_fd[f.fd] = f
+
+    def _dispatch(self, ev) -> None:
+        kind = ev.kind
+        if kind == lib.IRQD_EV_FD:
+            handler = self.watchers.get(ev.tag)
+            if handler is not None:
+                handler(ev.events)
+            return
+        conn = self.conns.get(ev.tag >> 32)
+        if conn is None:
+            return
+        if kind == lib.IRQD_EV_HANDOFF:
+            rec = self.rec
+            fds = [rec.fds[i] for i in range(rec.nfds)]
+            rec.nfds = 0
+            self._collect(conn)   # replies the loop could not send come first
+            self._start_work(conn, bytes(ffi.buffer(rec.buf, rec.len)), fds, bool(rec.flags), bool(rec.ctrunc),
+                             rec.pos)
+        elif kind == lib.IRQD_EV_BLOCKED:
+            self._collect(conn)
+        elif kind == lib.IRQD_EV_NOTIFY:
+            self._notify_devices(self.out)
+        elif kind == lib.IRQD_EV_CLOSED:
+            self.close_conn(conn, "end of stream")
+            return
+        if not conn.closed:
+            self._update_interest(conn)
+
+    def _on_wakeup(self, events: int) -> None:
         try:
             while self._wake_r.recv(512):
                 pass
@@ -379,8 +437,12 @@ class Daemon:
             timeout = 1.0
             if self.watchdog:
                 timeout = min(timeout, self.watchdog / 2)
-            for key, mask in self.sel.select(timeout):
-                key.data(key, mask)
+            n = lib.irqd_loop_run(self.loop, self.reg, self.out, self.rec, int(timeout * 1000), self.evs, 64)
+            if n < 0:
+                log.error("event loop failed: %s", os.strerror(-n))
+                self.stop_requested = True
+            for i in range(max(n, 0)):
+                self._dispatch(self.evs[i])
             self._periodic()
         return self.shutdown()
 
@@ -405,10 +467,7 @@ class Daemon:
         shutdown hooks (state saving), then close everything."""
         self.notify("STOPPING=1")
         log.info("stopping: %s", self.status_text())
-        try:
-            self.sel.unregister(self.listener)
-        except (KeyError, ValueError):
-            pass
+        self.unwatch(self.listener.fileno(), self.listen_tag)
         deadline = time.monotonic() + 2.0
         for conn in list(self.conns.values()):
             while conn.work is not None and not conn.closed and time.monotonic() < deadline:
@@ -446,7 +505,7 @@ class Daemon:
         self.owned = None
 
     # -- connections ------------------------------------------------------------
-    def _on_accept(self, key, mask) -> None:
+    def _on_accept(self, events: int) -> None:
         for _ in range(64):
             try:
                 sock, _ = self.listener.accept()
@@ -466,9 +525,9 @@ class Daemon:
             conn = Conn(sock, self.next_conn, pid, uid, gid)
             self.next_conn += 1
             self.conns[conn.id] = conn
-            conn.events = selectors.EVENT_READ
-            conn.callback = lambda key, mask, conn=conn: self._on_conn(conn, mask)
-            self.sel.register(sock, conn.events, conn.callback)
+            conn.tag = conn.id << 32   # connection tags: the id in the high half (fd watchers stay below 2^32)
+            self.watchers[conn.tag] = lambda events, conn=conn: self._on_conn(conn, events)
+            self._update_interest(conn)
             log.debug("accepted %s", conn)
 
     def close_conn(self, conn: Conn, why: str) -> None:
@@ -476,10 +535,7 @@ class Daemon:
             return
         conn.closed = True
         log.debug("closing %s: %s", conn, why)
-        try:
-            self.sel.unregister(conn.sock)
-        except (KeyError, ValueError):
-            pass
+        self.unwatch(conn.fd, conn.tag)
         conn.sock.close()
         if conn.work is not None:
             conn.work.close_untaken()
@@ -499,12 +555,13 @@ class Daemon:
             if dev.stage is not None and dev.stage.conn_id == conn.id:
                 self._end_restore(dev)
 
-    def _on_conn(self, conn: Conn, mask: int) -> None:
-        if mask & selectors.EVENT_WRITE:
+    def _on_conn(self, conn: Conn, events: int) -> None:
+        """A connection in slow mode (replies queued, or tracing)."""
+        if events & (select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR):
             self._flush(conn)
             if not conn.closed and conn.work is not None and len(conn.outq) < OUTQ_LIMIT:
                 self._serve(conn)
-        if mask & selectors.EVENT_READ:
+        if events & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
             # several records per wakeup while the connection keeps up with its replies
             for _ in range(READ_BURST):
                 if conn.closed or conn.work is not None or conn.outq or not self._read_record(conn):
@@ -513,12 +570,17 @@ class Daemon:
             self._update_interest(conn)
 
     def _update_interest(self, conn: Conn) -> None:
-        want = selectors.EVENT_WRITE if conn.outq else (0 if conn.work is not None else selectors.EVENT_READ)
-        if want == 0:  # work paused without queued output cannot happen; keep it readable-safe
-            want = selectors.EVENT_WRITE
-        if want != conn.events:
-            conn.events = want
-            self.sel.modify(conn.sock, want, conn.callback)
+        """Fast (served by the C loop) when idle; else report writability."""
+        if conn.outq or conn.work is not None:
+            want = (0, select.EPOLLOUT)
+        else:
+            want = (1, select.EPOLLIN) if self.fast else (0, select.EPOLLIN)
+        if want != conn.mode:
+            rc = lib.irqd_loop_conn(self.loop, conn.fd, conn.tag, conn.wc, want[0], want[1])
+            if rc < 0:
+                self.close_conn(conn, f"event loop: {os.strerror(-rc)}")
+                return
+            conn.mode = want
 
     def _read_record(self, conn: Conn) -> bool:
         """Read and process one record; False when none was there (or the peer left)."""
@@ -539,9 +601,14 @@ class Daemon:
                 _close(fd)
             self.close_conn(conn, "end of stream")
             return False
+        self._start_work(conn, data, fds, bool(mflags & socket.MSG_TRUNC), bool(mflags & socket.MSG_CTRUNC), 0)
+        return True
+
+    def _start_work(self, conn: Conn, data: bytes, fds: list[int], trunc: bool, ctrunc: bool, pos: int) -> None:
+        """Process a received record from pos (> 0 when the C loop did a prefix)."""
         flags = 0
-        mismatch = bool(mflags & socket.MSG_CTRUNC)
-        if mflags & socket.MSG_TRUNC:
+        mismatch = ctrunc
+        if trunc:
             flags = lib.IRQD_WIRE_TRUNCATED
             mismatch = True
         elif fds or mismatch:
@@ -552,13 +619,13 @@ class Daemon:
             for fd in fds:
                 _close(fd)
             fds = []
-        if self.trace is not None:
+        if self.trace is not None and pos == 0:
             self.trace_event(TRACE_RECORD, conn.id, conn.uid, data)
         conn.work = Work(data, flags, fds, mismatch)
-        conn.pos[0] = 0
-        conn.wc.fd_index = 0
+        conn.pos[0] = pos
+        if pos == 0:
+            conn.wc.fd_index = 0
         self._serve(conn)
-        return True
 
     def _collect(self, conn: Conn) -> None:
         out = self.out
@@ -858,8 +925,7 @@ class Daemon:
             _set_nonblock(fd)
         f = IrqFd(dev, r.gsi, fds[0], fds[1] if resample else None)
         dev.irqfds.setdefault(r.gsi, []).append(f)
-        self.sel.register(f.fd, selectors.EVENT_READ, self._on_irqfd)
-        self.irqfd_by_fd[f.fd] = f
+        self.watch_irqfd(f)
         # a count already pending when assigned goes through KVM's irqfd_inject:
         # level 1 then 0 without RESAMPLE (a pulse for an LSI), level 1 with it
         try:
@@ -871,10 +937,7 @@ class Daemon:
 
     def _drop_irqfd(self, f: IrqFd) -> None:
         self.irqfd_by_fd.pop(f.fd, None)
-        try:
-            self.sel.unregister(f.fd)
-        except (KeyError, ValueError):
-            pass
+        self.unwatch(f.fd, f.tag)
         _close(f.fd)
         if f.resample_fd is not None:
             _close(f.resample_fd)
@@ -895,9 +958,8 @@ class Daemon:
             lib.irqd_xics_irq_line(dev.x, f.gsi, 0)
         self.signal_device(dev)
 
-    def _on_irqfd(self, key, mask) -> None:
-        f = self.irqfd_by_fd.get(key.fd)
-        if f is None:
+    def _on_irqfd(self, f: IrqFd) -> None:
+        if self.irqfd_by_fd.get(f.fd) is not f:
             return
         try:
             os.read(f.fd, 8)
@@ -1113,6 +1175,7 @@ def main(argv: list[str] | None = None) -> int:
     daemon = Daemon(listener, limits, owned, path)
     if args.trace:
         daemon.trace = open(args.trace, "ab", buffering=1 << 16)
+        daemon.fast = False  # every record passes through Python to be logged
         daemon.on_shutdown.append(lambda d: d.trace.flush())
     daemon.install_signals()
     try:

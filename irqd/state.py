@@ -37,7 +37,6 @@ import fcntl
 import json
 import logging
 import os
-import selectors
 import struct
 import time
 
@@ -195,8 +194,7 @@ def restore(daemon, blob: bytes, fds: dict[str, int]) -> list[str]:
                 raise StateError(f"restart state: cannot flag gsi {r['gsi']} for resample")
             f = IrqFd(dev, r["gsi"], fd, rfd)
             dev.irqfds.setdefault(r["gsi"], []).append(f)
-            daemon.irqfd_by_fd[fd] = f
-            daemon.sel.register(fd, selectors.EVENT_READ, daemon._on_irqfd)
+            daemon.watch_irqfd(f)
             used += [r["fd"]] + ([r["resample_fd"]] if rfd is not None else [])
         for o in d["outputs"]:
             fd = fds.get(o["fd"])

@@ -123,6 +123,58 @@ int irqd_wire_put_done(struct irqd_wire_out *o, const struct irqd_msghdr *req, u
 int irqd_wire_dump_step(struct irqd_xics *x, uint32_t handle, const struct irqd_msghdr *req,
 			struct irqd_wire_dump *d, struct irqd_wire_out *o);
 
+/* ---- the event loop's hot path (loop.c) ----
+ * The daemon's epoll loop runs in C: a connection in "fast" mode that becomes
+ * readable is served right here (recvmsg, irqd_wire_run, send of the reply
+ * records), without entering Python.  Everything else comes back as an
+ * event: fds Python watches (listener, irqfds, wakeup), and connections whose
+ * record needs the daemon (HANDOFF: the record is in the loop's buffer with
+ * *pos at the message, and the fds it carried), whose replies could not all
+ * be sent (BLOCKED: the rest are complete records in out), which closed
+ * (CLOSED), or whose devices' outputs / resamples changed (NOTIFY: out's
+ * notify list).  irqd_loop_run returns after the first connection event, so
+ * the shared buffers hold at most one connection's data. */
+#define IRQD_EV_FD              1
+#define IRQD_EV_HANDOFF         2
+#define IRQD_EV_BLOCKED         3
+#define IRQD_EV_CLOSED          4
+#define IRQD_EV_NOTIFY          5
+#define IRQD_LOOP_BURST         64  /* records served per connection per wakeup */
+
+struct irqd_loop;
+
+struct irqd_loop_event {
+	uint64_t tag;
+	uint32_t kind;
+	uint32_t events;            /* IRQD_EV_FD: the epoll events */
+};
+
+/* What a HANDOFF carries (the record being processed). */
+struct irqd_loop_record {
+	uint8_t *buf;               /* the loop's receive buffer, IRQD_MAX_RECORD bytes */
+	uint32_t len;
+	uint32_t flags;             /* IRQD_WIRE_TRUNCATED */
+	uint32_t pos;               /* where processing stopped */
+	uint32_t nfds;
+	int fds[253];
+	uint32_t ctrunc;            /* control data was truncated */
+	uint32_t pad;
+};
+
+struct irqd_loop *irqd_loop_new(void);
+void irqd_loop_free(struct irqd_loop *l);
+/* Watch fd for Python (events: EPOLLIN/EPOLLOUT bits; 0 stops watching). */
+int irqd_loop_watch(struct irqd_loop *l, int fd, uint64_t tag, uint32_t events);
+/* A connection: fast = 1 serves EPOLLIN in C with c (which must outlive the
+ * registration); fast = 0 reports `events` to Python like irqd_loop_watch. */
+int irqd_loop_conn(struct irqd_loop *l, int fd, uint64_t tag, struct irqd_wire_conn *c, int fast,
+		   uint32_t events);
+int irqd_loop_forget(struct irqd_loop *l, int fd);
+/* Wait up to timeout_ms and serve; returns how many events were stored in ev
+ * (0 on timeout or a signal), or -errno. */
+int irqd_loop_run(struct irqd_loop *l, struct irqd_registry *r, struct irqd_wire_out *o,
+		  struct irqd_loop_record *rec, int timeout_ms, struct irqd_loop_event *ev, uint32_t max_ev);
+
 /* IRQD-CDEF-END */
 
 #endif /* IRQD_CORE_WIRE_H */
