@@ -278,7 +278,7 @@ def test_checks_run_in_table_order(raw):
 def test_check10_fd_count_mismatch_is_ebadf_for_fd_messages_only(daemon, raw):
     c = raw()
     h = c.setup()
-    base = daemon.fd_count()
+    base = settled_fd_count(daemon)
     efds = [os.eventfd(0) for _ in range(3)]
     try:
         # two IRQFDs (1 fd each) and a trigger, but three fds sent
@@ -459,7 +459,7 @@ def test_device_lives_while_held_and_persist_outlives_connections(raw):
 def test_destroy_closes_the_devices_eventfds(daemon, raw):
     c = raw()
     h = c.setup()
-    base = daemon.fd_count()
+    base = settled_fd_count(daemon)
     efd, out_fd = os.eventfd(0), os.eventfd(0)
     try:
         c.send(msg(lib.IRQD_MSG_IRQFD, struct.pack("<4I", h, 16, 0, 0), seq=1)
@@ -538,11 +538,24 @@ def test_client_that_never_reads_does_not_stall_others(daemon, raw):
     assert got == sent * 64
 
 
+def settled_fd_count(d: Daemon, quiet: float = 0.3, timeout: float = 10) -> int:
+    """The daemon's fd count once it has stopped changing (earlier tests'
+    connections may still be closing on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    last, since = d.fd_count(), time.monotonic()
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = d.fd_count()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
 def test_killed_client_leaks_no_fd(daemon):
     import subprocess
     import sys
 
-    base = daemon.fd_count()
+    base = settled_fd_count(daemon)
     code = f"""
 import os, socket, struct, time
 s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); s.connect({daemon.path!r})
@@ -562,10 +575,10 @@ time.sleep(60)
     assert daemon.fd_count() > base
     p.kill()
     p.wait()
-    deadline = time.monotonic() + 5
-    while daemon.fd_count() != base and time.monotonic() < deadline:
+    deadline = time.monotonic() + 20
+    while daemon.fd_count() > base and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert daemon.fd_count() == base
+    assert daemon.fd_count() <= base, "fds of a killed client were not all closed"
 
 
 # ---------------------------------------------------------------------------
