@@ -3,8 +3,10 @@
 - the core's C unit tests and scenarios (tests/c/test_core.c linked with
   irqd/core/*.c) with LeakSanitizer on;
 - the cffi module built instrumented in build/asan (mk/c.mk), under the
-  core's Python tests: scenarios on the in-process backend and the
-  differential tests against tests/model.py;
+  core's Python tests (test_core_*, the scenarios, the differential tests
+  against tests/model.py) and, through daemons started with the same
+  environment, under the scenarios on the daemon backend and the
+  malformed-message table;
 - the C harness (the C client instrumented) against a daemon whose module
   is the instrumented one, so wire.c and the core see every malformed
   request of the harness under ASan too.
@@ -65,21 +67,33 @@ def test_core_c_unit_tests_under_asan_ubsan_lsan(asan_build):
 
 def _python_core_tests() -> list[str]:
     tests = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_core_*.py"))
-    for name in ("test_scenarios.py", "test_differential.py"):
+    for name in ("test_scenarios.py", "test_differential.py", "test_malformed.py"):
         if (ROOT / "tests" / name).exists():
             tests.append(f"tests/{name}")
     return tests
 
 
-def test_core_python_tests_against_asan_module(asan_build):
+def test_core_python_tests_and_daemon_against_asan_module(asan_build, tmp_path):
+    """The core's Python tests in-process, and the scenario and malformed-
+    message suites against daemons that inherit this environment (so they
+    load the instrumented module too).  Reports go to files under tmp_path,
+    whichever process makes them."""
     tests = _python_core_tests()
     assert tests, "no core tests to run"
+    logs = tmp_path / "reports"
+    logs.mkdir()
+    env = asan_env()
+    env["ASAN_OPTIONS"] += f":log_path={logs}/asan"
+    env["UBSAN_OPTIONS"] += f":log_path={logs}/ubsan"
     cmd = [
         sys.executable, "-m", "pytest", "-q", "-p", "asan_pytest_plugin", "--import-mode=append",
-        "-p", "no:cacheprovider", "-x", "-k", "not daemon and not model", *tests,
+        "-p", "no:cacheprovider", "-x", "-k", "not model", *tests,
     ]
-    p = subprocess.run(cmd, cwd=ROOT, env=asan_env(), capture_output=True, text=True, timeout=540)
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=540)
     out = p.stdout + p.stderr
+    for f in sorted(logs.iterdir()):
+        _no_reports(f.read_text(errors="replace"))
+        raise AssertionError(f"sanitizer log {f.name}:\n{f.read_text(errors='replace')[-5000:]}")
     _no_reports(out)
     assert "asan plugin: irqd._core = " + str(ASAN_DIR.resolve()) in out, out[-3000:]
     assert p.returncode == 0, out[-5000:]
@@ -89,6 +103,9 @@ def test_core_python_tests_against_asan_module(asan_build):
 def test_c_harness_under_asan_against_asan_daemon(asan_build, tmp_path):
     daemon = OwnDaemon(tmp_path / "irqd.sock", tmp_path / "daemon.log", env=asan_env())
     try:
+        maps = Path(f"/proc/{daemon.proc.pid}/maps").read_text()
+        assert str((ASAN_DIR / "irqd").resolve()) + "/_core" in maps, "daemon did not load the ASan module"
+        assert "libasan" in maps
         env = dict(os.environ, IRQD_SOCKET=str(daemon.sock), ASAN_OPTIONS="detect_leaks=1:abort_on_error=1",
                    UBSAN_OPTIONS="print_stacktrace=1")
         p = subprocess.run([str(asan_build / "harness")], cwd=ROOT, env=env, capture_output=True, text=True,
