@@ -18,9 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from irqd._core import lib
 
@@ -125,6 +125,10 @@ def parse_record(rec: bytes) -> list[Reply]:
         assert HDRLEN <= n <= len(rec) - off, f"daemon sent a malformed record: {rec!r}"
         out.append(Reply(t, f, s, p, bytes(rec[off + HDRLEN: off + n])))
         off += align(n)
+        # abi.md section 3: an ERROR or a DONE is always the last message of its record
+        assert t not in (T.IRQD_MSG_ERROR, T.IRQD_MSG_DONE) or off >= len(rec), \
+            f"an ERROR/DONE is not the last message of its record: {rec!r}"
+
     assert off >= len(rec), f"trailing bytes in a reply record: {rec!r}"
     return out
 
@@ -278,19 +282,18 @@ def _proc_fds(pid: int) -> int:
 class Daemon:
     """``python -m irqd --socket PATH *extra`` in a temporary directory."""
 
-    def __init__(self, *extra: str, path: str | None = None, preexec=None):
+    def __init__(self, *extra: str, path: str | None = None):
         self.dir = tempfile.mkdtemp(prefix="irqd-rel-")
         os.chmod(self.dir, 0o755)
         self.path = path or os.path.join(self.dir, "irqd.sock")
         self.log_path = os.path.join(self.dir, "irqd.log")
-        self.log = open(self.log_path, "wb")
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         cmd = [sys.executable, "-m", "irqd", "--socket", self.path, "--log-level", "info", *extra]
         env = dict(os.environ)
         env.pop("LISTEN_FDS", None)
         env.pop("LISTEN_PID", None)
         env.pop("NOTIFY_SOCKET", None)
-        self.proc = subprocess.Popen(cmd, cwd=str(ROOT), stdout=self.log, stderr=subprocess.STDOUT, env=env,
-                                     preexec_fn=preexec)
+        self.proc = subprocess.Popen(cmd, cwd=str(ROOT), stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 30.0) -> None:

@@ -32,12 +32,37 @@ import struct
 import threading
 
 import pytest
-
 from irqd._core import lib
-from reliability_util import (ACK, DUMP_INTR, ICP_STATE, P_ATTR, P_BATCH, P_CREATE, P_ENTRY, P_HANDLE, P_HCALL,
-                              P_ICS, P_IRQFD, P_LEVEL, P_REG, P_RTAS, P_STATE, P_VCPU, REQ, Daemon, DaemonGone,
-                              Raw, Replay, T, eventfd, msg, norm_reply, parse_record, read_trace, settle_fds,
-                              split_record, wait_until)
+from reliability_util import (
+    ACK,
+    DUMP_INTR,
+    ICP_STATE,
+    P_ATTR,
+    P_BATCH,
+    P_CREATE,
+    P_ENTRY,
+    P_HANDLE,
+    P_HCALL,
+    P_ICS,
+    P_IRQFD,
+    P_LEVEL,
+    P_REG,
+    P_RTAS,
+    P_STATE,
+    P_VCPU,
+    REQ,
+    Daemon,
+    Raw,
+    Replay,
+    T,
+    eventfd,
+    msg,
+    norm_reply,
+    read_trace,
+    settle_fds,
+    split_record,
+    wait_until,
+)
 
 N_CLIENTS = 64
 OPS_PER_CLIENT = 60          # records per client (each 1-4 operations)

@@ -31,11 +31,33 @@ import threading
 import time
 
 import pytest
-
-from irqd._core import lib
-from reliability_util import (ACK, ICP_STATE, NR_IRQS, P_ATTR, P_CREATE, P_HANDLE, P_ICS, P_IRQFD, P_LEVEL, P_REG,
-                              P_VCPU, REQ, Daemon, Raw, Replay, T, close_all, eventfd, msg, norm_reply, parse_record,
-                              read_trace, settle_fds, setup_device, split_record, wait_until)
+from reliability_util import (
+    ACK,
+    ICP_STATE,
+    NR_IRQS,
+    P_ATTR,
+    P_HANDLE,
+    P_ICS,
+    P_IRQFD,
+    P_LEVEL,
+    P_REG,
+    P_VCPU,
+    REQ,
+    Daemon,
+    Raw,
+    Replay,
+    T,
+    close_all,
+    eventfd,
+    msg,
+    norm_reply,
+    parse_record,
+    read_trace,
+    settle_fds,
+    setup_device,
+    split_record,
+    wait_until,
+)
 
 RSS_SLACK_KIB = 8 * 1024
 FAULTS = {"count": 0}
@@ -100,7 +122,6 @@ def trigger_record(h: int, n: int, flags=REQ | ACK) -> bytes:
 
 def test_sigkill_mid_record_and_mid_restore(daemon, witness):
     base = baseline(daemon)
-    handles = {}
 
     def child(w):
         c = Raw(daemon.path)
@@ -165,7 +186,7 @@ def test_sigkill_mid_dump(daemon, witness):
 
 def test_sigkill_with_fds_in_flight(daemon, witness):
     base = baseline(daemon)
-    wc, wh, _ = witness
+    _wc, _wh, _ = witness
 
     def child(w):
         c = Raw(daemon.path)
@@ -351,7 +372,7 @@ def _load_client(path: str, pid: int, h: int, out: dict, stop: threading.Event, 
                 if r.seq % 9 == 0:
                     inflight -= 1
                     progress[pid] = progress.get(pid, 0) + 1
-    except (BrokenPipeError, socket.timeout):
+    except (TimeoutError, BrokenPipeError):
         pass
     finally:
         s.close()
