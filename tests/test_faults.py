@@ -31,6 +31,7 @@ import threading
 import time
 
 import pytest
+from irqd._core import lib
 from reliability_util import (
     ACK,
     ICP_STATE,
@@ -428,6 +429,68 @@ def test_sigterm_under_load_applies_every_acknowledged_operation(tmp_path):
                 assert not any(got), f"client {pid}: record {i} answered but not in the trace"
     assert total_acked > 16 * 9, "the load did not run"
     print(f"\nsigterm: {total_acked} acknowledged operations, all applied")
+
+
+def _drain_dump(c: Raw) -> tuple[int, int, int, int]:
+    """Read one dump's replies to the end: (messages, end type, end flags or errno, DUMP_INTR seen)."""
+    n = intr = 0
+    while True:
+        rec = c.sock.recv(70000)
+        if not rec:
+            raise ConnectionError("the daemon closed the connection (or died) during the dump")
+        off = 0
+        while off < len(rec):
+            ln, t, f = struct.unpack_from("<IHH", rec, off)
+            n += 1
+            intr |= f & lib.IRQD_NLM_F_DUMP_INTR
+            if t == T.IRQD_MSG_DONE:
+                return n, t, f, intr
+            if t == T.IRQD_MSG_ERROR:
+                return n, t, -struct.unpack_from("<i", rec, off + 16)[0], intr
+            off += (ln + 3) & ~3
+
+
+@pytest.mark.parametrize("kind", ["DUMP_STATE", "GET_STATS"])
+@pytest.mark.parametrize("how", ["destroy", "change"])
+def test_device_destroyed_or_changed_while_its_dump_is_paused(kind, how):
+    """A dump of a big device whose client reads slowly is paused (its reply
+    queue is full); meanwhile another connection of the same uid destroys
+    the device, or changes it.  The daemon must
+    survive and end the dump cleanly (DONE flagged NLM_F_DUMP_INTR, or an
+    ERROR), not read freed memory.  (Its own daemon: a crash here must not
+    take the other fault tests down with it.)"""
+    daemon = Daemon()
+    base = baseline(daemon)
+    a = daemon.connect(timeout=60)
+    b = daemon.connect(timeout=60)
+    h = a.create_device(persist=True)
+    a.connect_vcpu(h, 0)
+    a.create_ics(h, 16, NR_IRQS - 16)            # ~1M messages: far more than one reply queue holds
+    t = T.IRQD_MSG_DUMP_STATE if kind == "DUMP_STATE" else T.IRQD_MSG_GET_STATS
+    a.send(msg(t, P_HANDLE.pack(h, 0), REQ, 7))
+    first = a.sock.recv(70000)                   # the dump has started and is now paused on us
+    assert first
+    if how == "destroy":
+        assert [(r.type, r.errno) for r in b.one(T.IRQD_MSG_DESTROY_DEVICE, P_HANDLE.pack(h, 0))] == [
+            (T.IRQD_MSG_ERROR, 0)]
+    else:
+        b.check_ok(T.IRQD_MSG_SET_DEVICE_ATTR, P_ATTR.pack(h, 0, 1, 0, 20, 5 << 32))
+    assert daemon.alive(), "the daemon died"
+    n, end, info, intr = _drain_dump(a)
+    assert daemon.alive(), "the daemon died"
+    assert n >= 2
+    if end == T.IRQD_MSG_ERROR:
+        assert info == errno.EBADF, info                 # the device is gone
+    else:
+        assert intr, "a dump of a device that changed must end flagged DUMP_INTR"
+    assert a.hello()[0] == 1 and b.hello()[0] == 1
+    if how == "change":
+        b.check_ok(T.IRQD_MSG_DESTROY_DEVICE, P_HANDLE.pack(h, 0))
+    a.close()
+    b.close()
+    FAULTS["count"] += 1
+    back_to_baseline(daemon, base)
+    assert daemon.stop() == 0
 
 
 def test_fault_count():
