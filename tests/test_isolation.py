@@ -364,3 +364,29 @@ def test_daemon_refuses_a_live_daemons_socket_and_replaces_a_stale_one(tmp_path)
     finally:
         d2.stop()
     assert not os.path.exists(path)
+
+
+def test_eventfds_passed_to_the_daemon_keep_their_blocking_mode():
+    """The daemon must not change what it does not own: an eventfd a client
+    passes (IRQFD trigger and resample, SET_OUTPUT) shares its open file
+    description with the client's copy, so setting O_NONBLOCK on the
+    daemon's copy makes the client's blocking read() of it (a vCPU thread
+    waiting for its output line) fail with EAGAIN.  KVM_IRQFD leaves the
+    flags alone; so must irqd (read only after EPOLLIN, poll for POLLOUT
+    before a write)."""
+    d = Daemon()
+    try:
+        with d.connect() as c:
+            h = setup_device(c)
+            fo, ft, fr = os.eventfd(0), os.eventfd(0), os.eventfd(0)   # blocking, as a VMM opens them
+            try:
+                r1 = c.exchange(msg(T.IRQD_MSG_SET_OUTPUT, struct_output(h), REQ | ACK, 1), [fo])
+                r2 = c.exchange(msg(T.IRQD_MSG_IRQFD, P_IRQFD.pack(h, 100, lib.IRQD_IRQFD_RESAMPLE, 0), REQ | ACK, 2),
+                                [ft, fr])
+                assert [(r.type, r.error) for r in r1 + r2] == [(T.IRQD_MSG_ERROR, 0)] * 2
+                assert {"output": os.get_blocking(fo), "trigger": os.get_blocking(ft),
+                        "resample": os.get_blocking(fr)} == {"output": True, "trigger": True, "resample": True}
+            finally:
+                close_all([fo, ft, fr])
+    finally:
+        assert d.stop() == 0
