@@ -107,10 +107,10 @@ def test_core_cycle(exe):
 
 
 def test_cffi_and_model_cycles():
-    figs, skipped = run.measure_cffi_cycle(0.01)
+    figs, skipped = run.inproc("cffi", "0.01")   # in a child, as make bench runs it
     assert skipped == {}
     positive(figs, "core_cycle_cffi", "ns")
-    figs, skipped = run.measure_model_cycle(0.01)
+    figs, skipped = run.inproc("model", "0.01")
     assert skipped == {}
     positive(figs, "core_cycle_model", "ns")
 
@@ -162,8 +162,9 @@ def test_irqd_bench_reports_a_daemon_that_is_not_there(exe, tmp_path):
 
 
 def test_memory_figure(bench_daemon):
-    figs, skipped = run.measure_memory()
+    figs, skipped = run.inproc("memory", "0")
     assert skipped == {}
     empty = positive(figs, "mem_rss_empty", "KiB")
     assert positive(figs, "mem_rss_full", "KiB") >= empty
     assert figs["mem_per_source"]["unit"] == "B/source"
+    assert positive(figs, "mem_slope_per_source", "B/source") > 0
