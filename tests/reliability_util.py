@@ -468,9 +468,14 @@ class Replay:
     list of normalised replies each request must have had.  Covers the
     well-formed requests the load tests send (no framing errors)."""
 
-    def __init__(self):
+    def __init__(self, handles: dict | None = None):
+        """``handles``: (pid, seq) -> the handle the daemon gave that
+        CREATE_DEVICE, when the replay does not see every connection (a
+        client replaying its own requests only); default: the daemon's
+        counter, replayed."""
         from model import XicsModel  # tests/model.py
         self.XicsModel = XicsModel
+        self.handles = handles
         self.devs: dict[int, _RDev] = {}
         self.next_handle = 1
         self.expected: dict[tuple[int, int], list[tuple]] = {}
@@ -482,6 +487,7 @@ class Replay:
             if kind == TRACE_RECORD:
                 for t, f, s, p, pl in split_record(data):
                     self.messages += 1
+                    self.cur = (p, s)
                     self.expected[(p, s)] = self._one(cid, uid, t, f, pl)
             elif kind == TRACE_IRQFD:
                 self.irqfd_events += 1
@@ -524,8 +530,11 @@ class Replay:
             return [(t, 0, P_HELLO.pack(min(v[0], 1), 0, MAX_RECORD, *self.hello_limits))] + ack
         if t == T.IRQD_MSG_CREATE_DEVICE:
             ty, _, flags, _ = P_CREATE.unpack_from(pl)
-            h = self.next_handle
-            self.next_handle += 1
+            if self.handles is not None:
+                h = self.handles[self.cur]
+            else:
+                h = self.next_handle
+                self.next_handle += 1
             dev = _RDev(self.XicsModel(), uid, bool(flags & L.IRQD_CREATE_PERSIST))
             dev.holders.add(cid)
             self.devs[h] = dev
