@@ -72,6 +72,7 @@ EACH_BAD_HDR_FLAG = [0x008, 0x020, 0x040, 0x080, 0x400, 0x800, 0x1000, 0x2000, 0
 class Ctx:
     h: int          # a configured device (servers 0,1; edge 32..95; level 96..127)
     gone: int       # a destroyed device's handle
+    busy: int = 0   # an empty device another connection is restoring (RESTORE_BEGIN)
 
 
 @dataclass
@@ -347,6 +348,11 @@ for server in (2, lib.IRQD_MAX_SERVERS, 0xFFFFFFFF):
 # a message that takes no fd, sent with fds: the fds are closed, the message itself is handled normally
 # (tested in test_fds_on_a_message_that_takes_none below)
 
+# ---- a device being restored by another connection: every operation naming it is EBUSY ------------------
+for t in HAS_HANDLE:
+    name, build = VALID[t]
+    case(f"{name}-device-being-restored", lambda c, t=t, b=build: m(t, put32(b(c), 0, c.busy)), errno.EBUSY, HDRLEN)
+
 # ---- RESTORE_*: state errors ----------------------------------------------------------------------------------
 case("RESTORE_BEGIN-configured-device", lambda c: m(T.IRQD_MSG_RESTORE_BEGIN, P_HANDLE.pack(c.h, 0)), errno.EEXIST)
 
@@ -389,6 +395,9 @@ case("record-oversized-65537-dropped-whole",
      lambda c: (VALID_TRIGGER(c) * ((MAX_RECORD + 64) // 32 + 1))[: MAX_RECORD + 1], errno.EMSGSIZE)
 case("record-oversized-200000-dropped-whole",
      lambda c: VALID_TRIGGER(c) * (200000 // 32), errno.EMSGSIZE)
+case("record-oversized-with-irqfd-and-its-fd", lambda c: (m(T.IRQD_MSG_IRQFD, P_IRQFD.pack(c.h, 40, 0, 0))
+                                                         + VALID_TRIGGER(c) * 2100), errno.EMSGSIZE, nfds=1)
+case("record-oversized-with-3-fds", lambda c: VALID_TRIGGER(c) * 2100, errno.EMSGSIZE, nfds=3)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -455,8 +464,15 @@ def env():
     c.check_ok(T.IRQD_MSG_IRQ_LINE, P_LEVEL.pack(h, 100, 1, 0))
     gone = c.create_device()
     c.check_ok(T.IRQD_MSG_DESTROY_DEVICE, P_HANDLE.pack(gone, 0))
-    ctx = Ctx(h, gone)
+    r = d.connect()                      # another connection holds a restore open on an empty device
+    busy = r.create_device(persist=True)
+    r.check_ok(T.IRQD_MSG_RESTORE_BEGIN, P_HANDLE.pack(busy, 0))
+    r.check_ok(T.IRQD_MSG_CONNECT_VCPU, P_VCPU.pack(busy, 0, 0, 0))
+    ctx = Ctx(h, gone, busy)
     yield d, c, ctx
+    r.check_ok(T.IRQD_MSG_RESTORE_ABORT, P_HANDLE.pack(busy, 0))
+    assert r.dump_state(busy) == ({}, {})   # nothing any failed request did was staged or applied
+    r.close()
     c.close()
     assert d.stop() == 0, d.log_text()
 
@@ -633,5 +649,64 @@ def test_restore_commit_without_begin_is_a_clean_error(env):
 
 def test_case_counts():
     """The report's count of malformed cases (and a guard that no table shrank)."""
-    print(f"malformed cases: {len(CASES)} errno rows + {len(STATUS_CASES)} status rows")
-    assert len(CASES) >= 300 and len(STATUS_CASES) >= 30
+    print(f"malformed cases: {len(CASES)} errno rows + {len(STATUS_CASES)} status rows + "
+          f"{len(STAGED_BAD)} staged-restore rows")
+    assert len(CASES) >= 500 and len(STATUS_CASES) >= 50 and len(STAGED_BAD) >= 15
+
+
+# ---------------------------------------------------------------------------------------------------------
+# staged restore messages: checked for form like any other (abi.md 0x27-0x29), a failure stages nothing
+
+STAGED_BAD = [
+    ("CONNECT_VCPU-server-2048", lambda h: m(T.IRQD_MSG_CONNECT_VCPU, P_VCPU.pack(h, lib.IRQD_MAX_SERVERS, 0, 0)),
+     errno.EINVAL, HDRLEN + 4),
+    ("CONNECT_VCPU-server-0xFFFFFFFF", lambda h: m(T.IRQD_MSG_CONNECT_VCPU, P_VCPU.pack(h, 0xFFFFFFFF, 0, 0)),
+     errno.EINVAL, HDRLEN + 4),
+    ("CONNECT_VCPU-flags", lambda h: m(T.IRQD_MSG_CONNECT_VCPU, P_VCPU.pack(h, 3, 1, 0)), errno.EINVAL, HDRLEN + 8),
+    ("CONNECT_VCPU-reserved", lambda h: m(T.IRQD_MSG_CONNECT_VCPU, P_VCPU.pack(h, 3, 0, 1)), errno.EINVAL, HDRLEN + 12),
+    ("CONNECT_VCPU-staged-twice", lambda h: m(T.IRQD_MSG_CONNECT_VCPU, P_VCPU.pack(h, 0, 0, 0)), errno.EEXIST, None),
+    ("SET_DEVICE_ATTR-group-2", lambda h: m(T.IRQD_MSG_SET_DEVICE_ATTR, P_ATTR.pack(h, 0, 2, 0, 40, 0)), errno.ENXIO,
+     HDRLEN + 8),
+    ("SET_DEVICE_ATTR-flags", lambda h: m(T.IRQD_MSG_SET_DEVICE_ATTR, P_ATTR.pack(h, 1, 1, 0, 40, 0)), errno.EINVAL,
+     HDRLEN + 4),
+    ("SET_DEVICE_ATTR-reserved", lambda h: m(T.IRQD_MSG_SET_DEVICE_ATTR, P_ATTR.pack(h, 0, 1, 1, 40, 0)),
+     errno.EINVAL, HDRLEN + 12),
+    ("SET_DEVICE_ATTR-attr-0", lambda h: m(T.IRQD_MSG_SET_DEVICE_ATTR, P_ATTR.pack(h, 0, 1, 0, 0, 0)), errno.ENOENT,
+     None),
+    ("SET_DEVICE_ATTR-attr-15", lambda h: m(T.IRQD_MSG_SET_DEVICE_ATTR, P_ATTR.pack(h, 0, 1, 0, 15, 0)), errno.ENOENT,
+     None),
+    ("SET_DEVICE_ATTR-attr-max+1", lambda h: m(T.IRQD_MSG_SET_DEVICE_ATTR, P_ATTR.pack(h, 0, 1, 0, NR_IRQS, 0)),
+     errno.ENOENT, None),
+    ("SET_DEVICE_ATTR-attr-2^32+40", lambda h: m(T.IRQD_MSG_SET_DEVICE_ATTR, P_ATTR.pack(h, 0, 1, 0, (1 << 32) + 40, 0)),
+     errno.ENOENT, None),
+    ("SET_ONE_REG-id", lambda h: m(T.IRQD_MSG_SET_ONE_REG, P_REG.pack(h, 0, 0, 0)), errno.EINVAL, HDRLEN + 8),
+    ("SET_ONE_REG-short", lambda h: m(T.IRQD_MSG_SET_ONE_REG, P_REG.pack(h, 0, ICP_STATE, 0)[:16]), errno.EINVAL, 0),
+    ("SET_DEVICE_ATTR-long-nonzero", lambda h: m(T.IRQD_MSG_SET_DEVICE_ATTR, P_ATTR.pack(h, 0, 1, 0, 40, 0) + b"\1\0\0\0"),
+     errno.E2BIG, HDRLEN + 32),
+    ("RESTORE_BEGIN-again", lambda h: m(T.IRQD_MSG_RESTORE_BEGIN, P_HANDLE.pack(h, 0)), errno.EBUSY, None),
+    ("DUMP_STATE-own-restore", lambda h: m(T.IRQD_MSG_DUMP_STATE, P_HANDLE.pack(h, 0), REQ), errno.EBUSY, None),
+    ("IRQ_LINE-own-restore", lambda h: m(T.IRQD_MSG_IRQ_LINE, P_LEVEL.pack(h, 40, 1, 0)), errno.EBUSY, None),
+]
+
+
+def test_staged_restore_messages_are_checked_and_failures_stage_nothing(env):
+    d, _c, _ctx = env
+    with d.connect() as r:
+        h = r.create_device()
+        good_word = 5 << 32 | 0          # priority 5 on server 0
+        r.check_ok(T.IRQD_MSG_RESTORE_BEGIN, P_HANDLE.pack(h, 0))
+        r.check_ok(T.IRQD_MSG_CONNECT_VCPU, P_VCPU.pack(h, 0, 0, 0))
+        r.check_ok(T.IRQD_MSG_SET_DEVICE_ATTR, P_ATTR.pack(h, 0, 1, 0, 40, good_word))
+        for name, build, err, offs in STAGED_BAD:
+            replies = r.exchange(build(h))
+            assert len(replies) == 1 and replies[0].type == T.IRQD_MSG_ERROR, (name, replies)
+            e = replies[0]
+            assert e.errno == err, (name, e.errno, e.extack)
+            assert e.extack, name
+            if offs is not None:
+                assert e.offs == offs, (name, e.offs)
+        r.check_ok(T.IRQD_MSG_RESTORE_COMMIT, P_HANDLE.pack(h, 0))
+        src, icps = r.dump_state(h)
+        assert src == {40: good_word}                 # only what was staged successfully
+        assert list(icps) == [0]
+        r.check_ok(T.IRQD_MSG_DESTROY_DEVICE, P_HANDLE.pack(h, 0))
