@@ -21,6 +21,7 @@ HEADERS = [
     os.path.join(ROOT, "include", "irqd", "abi.h"),
     os.path.join(ROOT, "irqd", "core", "xics.h"),
     os.path.join(ROOT, "irqd", "core", "wire.h"),
+    os.path.join(ROOT, "irqd", "core", "ring.h"),
 ]
 _BLOCK = re.compile(r"/\* IRQD-CDEF-BEGIN \*/(.*?)/\* IRQD-CDEF-END \*/", re.S)
 

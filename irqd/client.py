@@ -805,6 +805,13 @@ class RemoteXics(XicsDevice):
     def clear_output(self, server: int) -> None:
         self._ack(P.Output, _T["SET_OUTPUT"], server, lib.IRQD_OUTPUT_DEASSIGN, 0)
 
+    def open_ring(self, entries_log2: int = 10):
+        """0x40 RING_SETUP: a shared-memory trigger ring for this device
+        (:class:`irqd.ring.Ring`: post() / post_many() without a syscall)."""
+        from irqd.ring import Ring
+
+        return Ring(self, entries_log2)
+
     # -- migration, observation ------------------------------------------------------------
     def dump(self, retries: int = 32) -> DeviceState:
         """DUMP_STATE, retried while the reply carries NLM_F_DUMP_INTR."""

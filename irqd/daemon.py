@@ -34,7 +34,7 @@ from typing import Callable
 
 from irqd._core import ffi, lib
 
-from irqd import sd, state
+from irqd import ringd, sd, state
 
 log = logging.getLogger("irqd")
 
@@ -355,6 +355,7 @@ class Daemon:
             lib.IRQD_MSG_CONNECT_VCPU: self.op_staged,
             lib.IRQD_MSG_SET_DEVICE_ATTR: self.op_staged,
             lib.IRQD_MSG_SET_ONE_REG: self.op_staged,
+            lib.IRQD_MSG_RING_SETUP: self.op_ring_setup,
         }
 
     # -- signals and the loop -------------------------------------------------
@@ -778,7 +779,7 @@ class Daemon:
         h = self._struct("struct irqd_hello", payload)
         rep = ffi.new("struct irqd_hello *", {
             "version": min(h.version, lib.IRQD_ABI_VERSION),
-            "features": 0,
+            "features": lib.IRQD_FEAT_RING,
             "max_record": MAX_RECORD,
             "max_devices": self.limits.max_devices_per_uid,
             "max_servers": lib.IRQD_MAX_SERVERS,
@@ -824,6 +825,7 @@ class Daemon:
     def destroy_device(self, dev: Device) -> None:
         if self.devices.pop(dev.handle, None) is None:
             return
+        ringd.drop(self, dev)  # stop and join its ring consumer before the core device goes
         for fs in dev.irqfds.values():
             for f in fs:
                 self._drop_irqfd(f)
@@ -875,7 +877,11 @@ class Daemon:
             lib.irqd_wire_put_done(self.out, req, 0)  # an empty buffer always has room
 
     def _uid_fds(self, uid: int) -> int:
-        return sum(d.nfds() for d in self.devices.values() if d.owner == uid)
+        return sum(d.nfds() for d in self.devices.values() if d.owner == uid) + ringd.nfds(self, uid)
+
+    def op_ring_setup(self, conn, w, req, payload, hdr) -> None:
+        """0x40 RING_SETUP (abi.h): irqd/ringd.py."""
+        ringd.op_ring_setup(self, conn, w, req, payload, hdr)
 
     def _take_eventfds(self, conn, w, n: int, what: str) -> list[int]:
         if w.mismatch:
@@ -1086,6 +1092,7 @@ class Daemon:
         lib.irqd_xics_set_generation(x, lib.irqd_xics_generation(dev.x) + 1)
         old = lib.irqd_registry_replace(self.reg, dev.handle, x)
         dev.x = x
+        ringd.rebind(self, dev)  # its ring consumer leaves the old device before it is freed
         lib.irqd_xics_free(old)
         dev.signalled.clear()
         self._ack(req, hdr)

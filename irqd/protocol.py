@@ -461,6 +461,24 @@ class Output(IrqdMsg):
     fields = (("handle", "<I"), ("server", "<I"), ("flags", "<I"), ("reserved", "<I"))
 
 
+class RingSetup(IrqdMsg):
+    """0x40 RING_SETUP (+ memfd and doorbell eventfd by SCM_RIGHTS, none
+    with DEASSIGN); the ring's memory layout is abi.h's struct irqd_ring_hdr::
+
+    struct irqd_ring_setup {
+            uint32_t handle;
+            uint32_t flags;
+            uint32_t entries_log2;
+            uint32_t reserved;
+    };
+    """
+
+    __slots__ = ()
+    c_struct = "irqd_ring_setup"
+    types = ("RING_SETUP",)
+    fields = (("handle", "<I"), ("flags", "<I"), ("entries_log2", "<I"), ("reserved", "<I"))
+
+
 class SourceState(IrqdMsg):
     """0x23 SOURCE_STATE (DUMP_STATE reply, NLM_F_MULTI)::
 
@@ -633,6 +651,7 @@ MESSAGE_CLASSES: tuple[type[IrqdMsg], ...] = (
     Rtas,
     Irqfd,
     Output,
+    RingSetup,
     SourceState,
     IcpState,
     SourceStats,
@@ -667,6 +686,7 @@ REQUEST_CLASSES: dict[int, type[IrqdMsg]] = {
     _t("RESTORE_BEGIN"): Handle,
     _t("RESTORE_COMMIT"): Handle,
     _t("RESTORE_ABORT"): Handle,
+    _t("RING_SETUP"): RingSetup,
 }
 
 #: payload class of each reply type (NLM_F_REQUEST clear)

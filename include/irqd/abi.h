@@ -177,6 +177,79 @@
 #define IRQD_FEAT_RING              1   /* 0x40 RING_SETUP: shared-memory trigger ring */
 #define IRQD_MSG_RING_SETUP         0x40
 
+/*
+ * 0x40 RING_SETUP: a shared-memory trigger ring (HELLO feature IRQD_FEAT_RING).
+ *
+ * Request struct irqd_ring_setup + 2 fds (SCM_RIGHTS): the ring memfd, then
+ * the doorbell eventfd; with flags IRQD_RING_DEASSIGN, no fd (removes the
+ * device's ring).  Answered like IRQFD (ERROR(0) with ACK).  One ring per
+ * device: a second assign is EEXIST.  The ring belongs to the device
+ * (DESTROY_DEVICE, the last holder leaving, daemon shutdown remove it); it
+ * is not carried over a daemon restart (the client sets it up again).
+ * Errors: entries_log2 outside [IRQD_RING_MIN_LOG2, IRQD_RING_MAX_LOG2],
+ * a doorbell that is not an eventfd, a memfd that is not a tmpfs memfd
+ * (F_GET_SEALS fails), lacks F_SEAL_SHRINK (so it can never shrink under the
+ * daemon's mapping: no SIGBUS), cannot be mapped shared read-write, is
+ * smaller than IRQD_RING_HDR_SIZE + 8 << entries_log2, or whose header has a
+ * wrong magic / version / entries or head - tail > entries: EINVAL.  Wrong fd
+ * count: EBADF.  Already a ring: EEXIST; DEASSIGN without one: ENOENT.
+ * The doorbell counts against --max-fds-per-uid (the memfd is closed once
+ * mapped): ENOSPC.
+ *
+ * Layout: struct irqd_ring_hdr (one page), then 1 << entries_log2 entries
+ * struct irqd_irq_batch_entry { irq, level } (same values as IRQ_LINE).
+ * The client formats the header (magic, version, entries, head = tail = 0)
+ * before RING_SETUP.  Every hot field has its own 64-byte cache line.
+ *
+ * Protocol (single producer; C11 atomics, indices are free-running u64):
+ *  producer: if head - tail == entries the ring is full (backpressure: retry
+ *    later, nothing is overwritten); write entry[head & (entries-1)]; store-
+ *    release head+1; full fence; if need_wakeup: exchange it to 0 and, if it
+ *    was 1, write 1 to the doorbell.
+ *  consumer (the daemon): load-acquire head; if head - tail > entries the
+ *    header is garbage: count an error, tail := head (resync); else copy the
+ *    entries [tail, head) masked by entries-1 out of shared memory, apply
+ *    each as an IRQ_LINE (failures counted in `errors`, successes in
+ *    `applied`), store-release tail.  When idle it busy-polls for a bounded,
+ *    adaptive time, then stores need_wakeup = 1, full fence, re-reads head
+ *    (no lost wakeup) and sleeps on the doorbell.
+ * The daemon reads nothing from the ring but head and entries, keeps its own
+ * tail and counters (it never reads tail, errors, applied back), and copies
+ * each entry once before validating it: a client scribbling over its ring
+ * only hurts its own device's interrupts and gets errors counted.
+ */
+#define IRQD_RING_DEASSIGN          1
+#define IRQD_RING_MAGIC             0x676E7269  /* "irng" little-endian */
+#define IRQD_RING_VERSION           1
+#define IRQD_RING_HDR_SIZE          4096
+#define IRQD_RING_MIN_LOG2          4
+#define IRQD_RING_MAX_LOG2          16
+
+struct irqd_ring_setup {        /* 0x40 */
+	uint32_t handle;
+	uint32_t flags;
+	uint32_t entries_log2;
+	uint32_t reserved;
+};
+
+struct irqd_ring_hdr {          /* the first IRQD_RING_HDR_SIZE bytes of the memfd */
+	uint32_t magic;             /* IRQD_RING_MAGIC (client, before setup) */
+	uint32_t version;           /* IRQD_RING_VERSION */
+	uint32_t entries;           /* 1 << entries_log2 */
+	uint32_t pad0[13];
+	uint64_t head;              /* producer: entries posted (free-running) */
+	uint64_t pad1[7];
+	uint64_t tail;              /* consumer: entries consumed */
+	uint64_t pad2[7];
+	uint32_t need_wakeup;       /* consumer: 1 = asleep, write the doorbell */
+	uint32_t pad3[15];
+	uint64_t errors;            /* consumer: bad entries + resyncs */
+	uint64_t pad4[7];
+	uint64_t applied;           /* consumer: entries applied successfully */
+	uint64_t pad5[7];
+	uint8_t reserved[3712];
+};
+
 /* ---- structs (abi.md sections 2 and 4) ---- */
 struct irqd_msghdr {            /* = struct nlmsghdr */
 	uint32_t len;
@@ -477,6 +550,21 @@ IRQD_CHECK_OFF(irqd_server_stats, deliveries, 8);
 IRQD_CHECK_OFF(irqd_server_stats, rejects, 12);
 IRQD_CHECK_OFF(irqd_server_stats, resends, 16);
 IRQD_CHECK_OFF(irqd_server_stats, ipis, 20);
+
+IRQD_CHECK_SIZE(irqd_ring_setup, 16);
+IRQD_CHECK_OFF(irqd_ring_setup, handle, 0);
+IRQD_CHECK_OFF(irqd_ring_setup, flags, 4);
+IRQD_CHECK_OFF(irqd_ring_setup, entries_log2, 8);
+IRQD_CHECK_OFF(irqd_ring_setup, reserved, 12);
+IRQD_CHECK_SIZE(irqd_ring_hdr, IRQD_RING_HDR_SIZE);
+IRQD_CHECK_OFF(irqd_ring_hdr, magic, 0);
+IRQD_CHECK_OFF(irqd_ring_hdr, version, 4);
+IRQD_CHECK_OFF(irqd_ring_hdr, entries, 8);
+IRQD_CHECK_OFF(irqd_ring_hdr, head, 64);
+IRQD_CHECK_OFF(irqd_ring_hdr, tail, 128);
+IRQD_CHECK_OFF(irqd_ring_hdr, need_wakeup, 192);
+IRQD_CHECK_OFF(irqd_ring_hdr, errors, 256);
+IRQD_CHECK_OFF(irqd_ring_hdr, applied, 320);
 
 IRQD_CHECK_SIZE(irqd_error, 20);
 IRQD_CHECK_OFF(irqd_error, error, 0);

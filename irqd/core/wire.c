@@ -320,6 +320,7 @@ static const struct opdef *opdef(uint16_t type)
 		OP(IRQD_MSG_RESTORE_BEGIN, sizeof(struct irqd_handle), 1, RUN_PY),
 		OP(IRQD_MSG_RESTORE_COMMIT, sizeof(struct irqd_handle), 1, RUN_PY),
 		OP(IRQD_MSG_RESTORE_ABORT, sizeof(struct irqd_handle), 1, RUN_PY),
+		OP(IRQD_MSG_RING_SETUP, sizeof(struct irqd_ring_setup), 1, RUN_PY),
 	};
 #undef OP
 	return type < sizeof(ops) / sizeof(ops[0]) && ops[type].known ? &ops[type] : NULL;
@@ -371,6 +372,10 @@ uint32_t irqd_wire_msg_fds(const uint8_t *rec, uint32_t len, uint32_t pos)
 	if (type == IRQD_MSG_SET_OUTPUT && mlen >= HDR + offsetof(struct irqd_output, flags) + 4) {
 		flags = rd32(rec, pos + HDR + offsetof(struct irqd_output, flags));
 		return (flags & IRQD_OUTPUT_DEASSIGN) ? 0 : 1;
+	}
+	if (type == IRQD_MSG_RING_SETUP && mlen >= HDR + offsetof(struct irqd_ring_setup, flags) + 4) {
+		flags = rd32(rec, pos + HDR + offsetof(struct irqd_ring_setup, flags));
+		return (flags & IRQD_RING_DEASSIGN) ? 0 : 2;   /* memfd, doorbell */
 	}
 	return 0;
 }
@@ -534,6 +539,17 @@ static int check_reserved(struct irqd_wire_out *o, const struct msg *m)
 		}
 		if (rd32(p, offsetof(struct irqd_output, reserved))) {
 			fail(o, m, EINVAL, PL(irqd_output, reserved), "reserved field must be 0");
+			return -1;
+		}
+		return 0;
+	case IRQD_MSG_RING_SETUP:
+		v = rd32(p, offsetof(struct irqd_ring_setup, flags));
+		if (v & ~(uint32_t)IRQD_RING_DEASSIGN) {
+			fail(o, m, EINVAL, PL(irqd_ring_setup, flags), "unknown flags 0x%x", v);
+			return -1;
+		}
+		if (rd32(p, offsetof(struct irqd_ring_setup, reserved))) {
+			fail(o, m, EINVAL, PL(irqd_ring_setup, reserved), "reserved field must be 0");
 			return -1;
 		}
 		return 0;

@@ -205,6 +205,16 @@ case(
     msg(0x21, REQ | ACK, 21, "4I", ("handle", "server", "flags", "reserved"), [1, 0, 0, 0]),
 )
 case(
+    "ring_setup_request",
+    "RING_SETUP 2^10 entries (takes two fds by SCM_RIGHTS: memfd, doorbell eventfd)",
+    msg(0x40, REQ | ACK, 40, "4I", ("handle", "flags", "entries_log2", "reserved"), [1, 0, 10, 0]),
+)
+case(
+    "ring_setup_deassign_request",
+    "RING_SETUP DEASSIGN (no fd)",
+    msg(0x40, REQ | ACK, 41, "4I", ("handle", "flags", "entries_log2", "reserved"), [1, 1, 0, 0]),
+)
+case(
     "dump_state_request", "DUMP_STATE handle 1 (NLM_F_DUMP)", msg(0x22, REQ | 0x300, 22, "2I", HANDLE, [1, 0])
 )
 case(
