@@ -593,6 +593,20 @@ def ratios(f: dict) -> list[dict]:
     return out
 
 
+def diagnostics(f: dict) -> list[dict]:
+    """Informative ratios (no goal): the daemon's own CPU time per request or
+    record over the C echo server's, same placement; other load hardly moves
+    them, so they say whether a MISS above is irqd's cost or the machine's."""
+    out = []
+    for kind in ("rtt", "oneway"):
+        for tag in PLACEMENTS:
+            a, b = f.get(f"irqd_daemon_cpu_{kind}_{tag}"), f.get(f"floor_server_cpu_{kind}_{tag}")
+            if a and b and b["value"] > 0:
+                out.append({"name": f"daemon_cpu_vs_floor_server_{kind}_{tag}",
+                            "value": a["value"] / b["value"], "unit": "x"})
+    return out
+
+
 # ---------------------------------------------------------------- machine
 
 def machine() -> dict:
@@ -654,6 +668,8 @@ def markdown(result: dict) -> str:
             lines.append(f"| {name} | {fig['value']:.4g} | | {fig['unit']} |")
     for name, why in result["skipped"].items():
         lines.append(f"| {name} | skipped: {why} | | |")
+    for g in result.get("diagnostics", []):
+        lines.append(f"| {g['name']} (CPU time ratio) | {g['value']:.3g} | | {g['unit']} |")
     lines += ["", "| goal | value | target | result |", "|---|---|---|---|"]
     for g in result["goals"]:
         val = "n/a" if g["value"] is None else f"{g['value']:.3g} {g['unit']}"
@@ -837,6 +853,11 @@ def main(argv=None) -> int:
     if max(load_start[0], load_end[0]) > 0.5:
         print("# warning: other work was running on this machine; the figures above are "
               "disturbed by it (the ratios less so: same rounds, same placement)")
+    diag = diagnostics(figures)
+    if diag:
+        print("# diagnostics (no goal): server CPU time per request, irqd daemon over C echo server")
+        for g in diag:
+            print(f"{g['name']} {g['value']:.4g} {g['unit']}")
     for p in problems:
         print(f"# problem: {p}")
     took = time.monotonic() - t_start
@@ -845,7 +866,8 @@ def main(argv=None) -> int:
     result = {
         "started": started, "seconds": took, "machine": info, "placement": placement_text,
         "cpus_usable": ncpu, "repeat": a.repeat,
-        "load_average": {"start": load_start, "end": load_end}, "figures": figures, "rounds": rounds, "skipped": skipped, "goals": goals,
+        "load_average": {"start": load_start, "end": load_end}, "figures": figures, "rounds": rounds,
+        "diagnostics": diagnostics(figures), "skipped": skipped, "goals": goals,
         "problems": problems,
     }
     with open(a.json, "w") as f:

@@ -16,6 +16,9 @@
  *   floor_batch64_TAG    the same with 64 messages per record, M messages/s
  *   floor_batch1000_TAG  ... 1000 messages per record (16000 B), M messages/s
  *
+ * floor_server_cpu_{rtt,oneway}_TAG: the echo server's own CPU time
+ * (/proc/PID/schedstat) per request / per record, beside irqd_daemon_cpu_*.
+ *
  * Rates are the best of 5 equal time slices; --seconds is the time spent on
  * each figure.  TAG names the placement (e.g. same = both on CPU 0, cross =
  * client on CPU 0, server on CPU 1).
@@ -67,7 +70,21 @@ static void server(int fd)
 }
 
 static int fd;
+static pid_t server_pid;
 static uint32_t seq;
+
+static uint64_t server_cpu_ns(void)
+{
+	char path[64];
+	unsigned long long ns = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)server_pid);
+	if (!(f = fopen(path, "r")) || fscanf(f, "%llu", &ns) != 1)
+		die("floor: cannot read %s", path);
+	fclose(f);
+	return ns;
+}
 static uint64_t sent;           /* messages the server must have seen */
 
 static void round_trip(void)
@@ -159,11 +176,13 @@ int main(int argc, char **argv)
 	}
 	close(sv[1]);
 	fd = sv[0];
+	server_pid = pid;
 	pin_cpu(client_cpu);
 
 	/* round trip: median of individually timed samples */
 	static uint64_t samples[MAX_SAMPLES];
 	size_t ns = 0;
+	uint64_t cpu0 = server_cpu_ns(), sent0;
 	for (int i = 0; i < 200; i++)
 		round_trip();
 	uint64_t t0 = now_ns(), limit = (uint64_t)(seconds * 1e9);
@@ -174,9 +193,15 @@ int main(int argc, char **argv)
 	}
 	snprintf(name, sizeof(name), "floor_rtt_%s", tag);
 	figure(name, (double)quantile(samples, ns, 0.5) / 1e3, "us");
+	snprintf(name, sizeof(name), "floor_server_cpu_rtt_%s", tag);
+	figure(name, (double)(server_cpu_ns() - cpu0) / (double)sent / 1e3, "us/request");
 
 	snprintf(name, sizeof(name), "floor_oneway_%s", tag);
+	cpu0 = server_cpu_ns();
+	sent0 = sent;
 	figure(name, rate(1, seconds) / 1e6, "M/s");
+	snprintf(name, sizeof(name), "floor_server_cpu_oneway_%s", tag);
+	figure(name, (double)(server_cpu_ns() - cpu0) / (double)(sent - sent0) / 1e3, "us/record");
 	snprintf(name, sizeof(name), "floor_batch64_%s", tag);
 	figure(name, rate(64, seconds) / 1e6, "M/s");
 	snprintf(name, sizeof(name), "floor_batch1000_%s", tag);

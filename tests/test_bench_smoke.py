@@ -93,6 +93,8 @@ def test_seqpacket_floor(exe, tag, server_cpu):
                                   str(server_cpu), "--tag", tag, "--seconds", TINY])
     assert skipped == {}
     positive(figs, f"floor_rtt_{tag}", "us")
+    positive(figs, f"floor_server_cpu_rtt_{tag}", "us/request")
+    positive(figs, f"floor_server_cpu_oneway_{tag}", "us/record")
     for kind in ("oneway", "batch64", "batch1000"):
         positive(figs, f"floor_{kind}_{tag}", "M/s")
 
