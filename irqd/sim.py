@@ -313,6 +313,8 @@ class Config:
     mask: bool = True                  # RTAS int-off / int-on while traffic runs
     count: int | None = 100_000        # total fires (MSI + LSI work + IPIs); None: until `seconds`
     seconds: float | None = None       # stop firing after this long (whichever comes first)
+    rate: float | None = None          # device fires per second (open loop); None: as fast
+                                       # as the guest keeps up (closed loop, saturating)
     seed: int = 1
     # Resend scans go through ICS blocks and sources in ascending number, so
     # at equal priority a busy server favours low numbers (the kernel's
@@ -465,6 +467,8 @@ class Sim:
         self.fire_lock = threading.Lock()
         self.vgate = Gate([v.name for v in self.vcpus])
         self.dgate = Gate(["devices"] + (["masker"] if cfg.mask else []))
+        self.interval_ns = int(1e9 / cfg.rate) if cfg.rate else 0
+        self.next_fire_ns = 0
         self.doorbell = _eventfd()         # vCPUs -> device thread: an accept freed a slot
         self.dev_waiting = False
         self.pump_lock = threading.Lock()
@@ -607,7 +611,7 @@ class Sim:
         cfg = self.cfg
         rnd = random.Random(cfg.seed + 1)
         epoch = -1
-        bursting: MsiSource | None = None
+        bursting: tuple[MsiSource, int] | None = None   # (source, fires left)
         while True:
             if self.dgate.check("devices", "paused"):
                 return
@@ -638,39 +642,85 @@ class Sim:
                 load = [0] * len(self.vcpus)
                 for s in self.msis:
                     load[s.server] += s.outstanding()
-                for s in rnd.sample(self.msis, min(8, len(self.msis))):
-                    if (s.trig in busy or s.outstanding() >= cfg.msi_outstanding
-                            or load[s.server] >= cfg.server_outstanding):
-                        continue
-                    load[s.server] += 1
-                    if not self._fire(s):
-                        break
-                    busy.add(s.trig)       # its count is unread: no second write yet
-                    did = True
-                # a device raising MSIs back to back (a NIC under a packet
-                # train), each as soon as its previous trigger was read: what
-                # P/Q coalescing is for
-                if bursting is None and self.msis and rnd.random() < cfg.msi_burst:
-                    bursting = rnd.choice(self.msis)
-                if bursting is not None and bursting.trig not in busy:
-                    if bursting.outstanding() < cfg.msi_outstanding and self._fire(bursting):
-                        did = True
-                    else:
-                        bursting = None
-                if self.lsis and rnd.random() < cfg.lsi_share:
-                    s = rnd.choice(self.lsis)
-                    if len(s.work) < cfg.lsi_backlog:
-                        fid = self.take_id()
-                        if fid is not None:
-                            s.work.append((fid, now()))
-                            s.fired += 1
-                            if not s.asserted:
-                                self._assert(s)
-                            did = True
-            if not did:                # wait for an accept (doorbell) or a resample
+                if self.interval_ns:
+                    # open loop: one fire per token, its kind drawn by share
+                    if self._token():
+                        x = rnd.random()
+                        if self.lsis and x < cfg.lsi_share:
+                            did = self._new_lsi_work(rnd.choice(self.lsis)) or did
+                        elif self.msis and bursting is None and x < cfg.lsi_share + cfg.msi_burst:
+                            bursting = (rnd.choice(self.msis), cfg.msi_outstanding)
+                        else:
+                            did = self._fire_some(rnd, busy, load, 1) or did
+                    if bursting is not None and bursting[0].trig not in busy:
+                        bursting, did = self._burst(bursting), True
+                else:
+                    did = self._fire_some(rnd, busy, load, 8) or did
+                    # a device raising MSIs back to back (a NIC under a packet
+                    # train), each as soon as its previous trigger was read:
+                    # what P/Q coalescing is for
+                    if bursting is None and self.msis and rnd.random() < cfg.msi_burst:
+                        bursting = (rnd.choice(self.msis), cfg.msi_outstanding)
+                    if bursting is not None and bursting[0].trig not in busy:
+                        bursting, did = self._burst(bursting), True
+                    if self.lsis and rnd.random() < cfg.lsi_share:
+                        did = self._new_lsi_work(rnd.choice(self.lsis)) or did
+            if not did:                # wait for an accept (doorbell), a resample, a token
+                wait = 2.0
+                if self.interval_ns:
+                    wait = min(wait, max(0.0, (self.next_fire_ns - now()) / 1e6))
                 self.dev_waiting = True
-                res_poll.poll(2)
+                res_poll.poll(wait)
                 self.dev_waiting = False
+
+    def _fire_some(self, rnd: random.Random, busy: set[int], load: list[int], tries: int) -> bool:
+        """Fire up to ``tries`` random MSI sources that may fire now (their
+        previous count was read, below the per-source and per-server caps)."""
+        cfg = self.cfg
+        fired = 0
+        for s in rnd.sample(self.msis, min(8, len(self.msis))):
+            if (s.trig in busy or s.outstanding() >= cfg.msi_outstanding
+                    or load[s.server] >= cfg.server_outstanding):
+                continue
+            if not self._fire(s):
+                break
+            load[s.server] += 1
+            busy.add(s.trig)           # its count is unread: no second write yet
+            fired += 1
+            if fired >= tries:
+                break
+        return fired > 0
+
+    def _new_lsi_work(self, s: LsiSource) -> bool:
+        if len(s.work) >= self.cfg.lsi_backlog:
+            return False
+        fid = self.take_id()
+        if fid is None:
+            return False
+        s.work.append((fid, now()))
+        s.fired += 1
+        if not s.asserted:
+            self._assert(s)
+        return True
+
+    def _burst(self, b: tuple[MsiSource, int]) -> tuple[MsiSource, int] | None:
+        """Next fire of a burst (its source's previous count was read): at
+        most msi_outstanding fires in all, fewer if the source is at its cap."""
+        s, left = b
+        if left <= 0 or s.outstanding() >= self.cfg.msi_outstanding or not self._fire(s):
+            return None
+        return (s, left - 1) if left > 1 else None
+
+    def _token(self) -> bool:
+        """Open-loop pacing (Config.rate): may a device fire now?"""
+        if not self.interval_ns:
+            return True
+        t = now()
+        if t < self.next_fire_ns:
+            return False
+        # no catching up on more than a few missed slots: keep the rate smooth
+        self.next_fire_ns = max(self.next_fire_ns, t - 4 * self.interval_ns) + self.interval_ns
+        return True
 
     def _fire(self, s: MsiSource) -> bool:
         fid = self.take_id()
@@ -1439,6 +1489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-mask", action="store_true")
     p.add_argument("--count", type=int, default=None, help="stop after this many fires")
     p.add_argument("--seconds", type=float, default=None, help="stop firing after this long (default 4)")
+    p.add_argument("--rate", type=float, default=None,
+                   help="device fires per second (default: as fast as the guest keeps up)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--report", metavar="PATH", help="also write the report here (and PATH.json)")
     p.add_argument("--plot", action="store_true", help="write a PNG next to the report (needs matplotlib)")
@@ -1447,7 +1499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.count is None and a.seconds is None:
         a.seconds = 4.0
     cfg = Config(vcpus=a.vcpus, msi=a.msi, lsi=a.lsi, ipis=not a.no_ipi, mask=not a.no_mask,
-                 count=a.count, seconds=a.seconds, seed=a.seed)
+                 count=a.count, seconds=a.seconds, rate=a.rate, seed=a.seed)
     daemons: list[SpawnedDaemon] = []
     tmp = None
     log = (lambda m: print("irqd.sim:", m, file=sys.stderr))
