@@ -1047,9 +1047,6 @@ class Sim:
             raise SimError("device A changed while the VM was stopped")
         t_dumped = now()
         rec["inflight"] = inflight = self._inflight(state, where)
-        for s in self.lsis:
-            if state.sources.get(s.irq, 0) & SRC_PENDING:
-                s.restored_pending += 1
         try:
             dst.restore(state)
         except BaseException as e:
@@ -1061,6 +1058,10 @@ class Sim:
             raise SimError(f"restore into {target.describe()} failed, still running on "
                            f"{src_backend.describe()}: {e}") from e
         t_restored = now()
+        # S3.17: an LSI saved with P set is delivered once more by B
+        for s in self.lsis:
+            if state.sources.get(s.irq, 0) & SRC_PENDING:
+                s.restored_pending += 1
         after = dst.dump()
         rec["equal"] = after == state
         rec["sources"], rec["icps"] = len(state.sources), len(state.icps)
@@ -1188,10 +1189,11 @@ class Sim:
         for st in self.stats_seen:
             for irq, (t, _) in st.sources.items():
                 trig[irq] += t
+        # (not for LSIs: an assert written after a late resample may find P
+        # still set by the re-assert before it, and such an assert is no trigger)
         trig_mismatch = [s.irq for s in self.msis if trig[s.irq] != len(s.fires)]
         if trig_mismatch:
             problems.append(f"GET_STATS triggers differ from fires on MSI {trig_mismatch[:8]}")
-        lsi_trig_mismatch = [s.irq for s in self.lsis if trig[s.irq] != s.asserts]
         if not drained["idle"]:
             problems.append("the device did not come back to idle after the drain")
         latency = {}
@@ -1220,7 +1222,6 @@ class Sim:
             "mask_cycles": self.mask_cycles,
             "latency_us": latency,
             "migrations": migr,
-            "lsi_trigger_mismatch": lsi_trig_mismatch,
             "missed_wakeups": sum(v.missed_wakeups for v in self.vcpus),
             "drained_idle": drained["idle"],
             "problems": problems,
