@@ -1014,3 +1014,70 @@ out:
 	}
 	return r;
 }
+
+/* ==== BEGIN ring: shared-memory trigger ring (abi.h 0x40 RING_SETUP) ==== */
+
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include "irqd/ring_producer.h"
+
+int irqd_client_ring_open(struct irqd_client *c, uint32_t handle, uint32_t entries_log2,
+			  struct irqd_client_ring *r)
+{
+	struct irqd_ring_setup req = { .handle = handle, .entries_log2 = entries_log2 };
+	int fds[2], rc;
+
+	memset(r, 0, sizeof(*r));
+	r->memfd = r->doorbell = -1;
+	if (entries_log2 < IRQD_RING_MIN_LOG2 || entries_log2 > IRQD_RING_MAX_LOG2)
+		return -EINVAL;
+	r->size = (size_t)irqd_ring_bytes(entries_log2);
+	r->memfd = memfd_create("irqd-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (r->memfd < 0)
+		return -errno;
+	if (ftruncate(r->memfd, (off_t)r->size) < 0 || fcntl(r->memfd, F_ADD_SEALS, F_SEAL_SHRINK) < 0)
+		goto fail_errno;
+	r->mem = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, r->memfd, 0);
+	if (r->mem == MAP_FAILED) {
+		r->mem = NULL;
+		goto fail_errno;
+	}
+	irqd_ring_format(r->mem, r->size, entries_log2);
+	r->doorbell = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (r->doorbell < 0)
+		goto fail_errno;
+	fds[0] = r->memfd;
+	fds[1] = r->doorbell;
+	rc = transact(c, IRQD_MSG_RING_SETUP, &req, sizeof(req), 0, NULL, 0, fds, 2);
+	if (rc < 0)
+		goto fail;
+	r->handle = handle;
+	r->entries = 1u << entries_log2;
+	return 0;
+fail_errno:
+	rc = -errno;
+fail:
+	irqd_client_ring_close(NULL, r);
+	return rc;
+}
+
+int irqd_client_ring_close(struct irqd_client *c, struct irqd_client_ring *r)
+{
+	int rc = 0;
+
+	if (c && r->mem) {
+		struct irqd_ring_setup req = { .handle = r->handle, .flags = IRQD_RING_DEASSIGN };
+		rc = transact(c, IRQD_MSG_RING_SETUP, &req, sizeof(req), 0, NULL, 0, NULL, 0);
+	}
+	if (r->mem)
+		munmap(r->mem, r->size);
+	if (r->memfd >= 0)
+		close(r->memfd);
+	if (r->doorbell >= 0)
+		close(r->doorbell);
+	r->mem = NULL;
+	r->memfd = r->doorbell = -1;
+	return rc;
+}
+/* ==== END ring ==== */

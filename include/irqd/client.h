@@ -251,6 +251,30 @@ int irqd_parse_error(uint16_t flags, const uint8_t *payload, size_t plen, int32_
 		     struct irqd_msghdr *echo, const char **text, size_t *text_len,
 		     uint32_t *offset, int *has_offset);
 
+/* ==== BEGIN ring: shared-memory trigger ring (abi.h 0x40 RING_SETUP) ====
+ * irqd_client_ring_open() creates a sealed memfd of 1 << entries_log2
+ * entries, maps and formats it, creates the doorbell eventfd and sends
+ * RING_SETUP with both (acknowledged).  Then post without a syscall with
+ * irqd_ring_post1(r.mem, r.doorbell, irq, level) / irqd_ring_post_many()
+ * (include/irqd/ring_producer.h; single producer per ring: serialise the
+ * calls).  -EAGAIN from irqd_ring_post1 = ring full (retry later).  The
+ * header's `applied` / `errors` counters say what the daemon made of the
+ * triggers.  irqd_client_ring_close() sends DEASSIGN (if c is not NULL) and
+ * unmaps / closes everything.  Both return 0 or -errno. */
+struct irqd_client_ring {
+	void *mem;                  /* struct irqd_ring_hdr, then the entries */
+	size_t size;
+	int memfd;
+	int doorbell;
+	uint32_t handle;
+	uint32_t entries;
+};
+
+int irqd_client_ring_open(struct irqd_client *c, uint32_t handle, uint32_t entries_log2,
+			  struct irqd_client_ring *r);
+int irqd_client_ring_close(struct irqd_client *c, struct irqd_client_ring *r);
+/* ==== END ring ==== */
+
 #ifdef __cplusplus
 }
 #endif
