@@ -64,10 +64,11 @@ log = logging.getLogger("irqd.sd")
 LISTEN_FDS_START = 3
 #: systemd's limit on a file descriptor name (FDNAME_MAX).
 _FDNAME_MAX = 255
-#: How long a notification may wait for room in the manager's socket buffer
-#: before it is dropped (libsystemd blocks without bound; a daemon that
-#: serves clients should not hang on a stuck manager).
-_SEND_TIMEOUT = 5.0
+#: How long a notification may wait for room in the manager's queue before
+#: it is dropped.  libsystemd blocks without bound; irqd's single-threaded
+#: loop would stop serving meanwhile, so a manager that stopped reading costs
+#: it at most this long per message (systemd itself drains its queue at once).
+_SEND_TIMEOUT = 1.0
 
 
 # --------------------------------------------------------------------------
@@ -109,7 +110,12 @@ def notify(state: str, fds: Sequence[int] = (), unset_environment: bool = False)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:  # close-on-exec (PEP 446)
             sock.settimeout(_SEND_TIMEOUT)
-            sock.sendmsg([state.encode()], ancillary, socket.MSG_NOSIGNAL, sockaddr)
+            # Connected, so that waiting for room sleeps: poll() on an
+            # unconnected datagram socket reports it writable while the
+            # receiver's queue is full, and Python's timeout loop would spin
+            # on EAGAIN for the whole timeout.
+            sock.connect(sockaddr)
+            sock.sendmsg([state.encode()], ancillary, socket.MSG_NOSIGNAL)
     except OSError as e:
         log.warning("sd_notify to %s failed (%s): %r not delivered", address, e, state)
         return False

@@ -182,6 +182,28 @@ def test_failed_send_returns_false_and_does_not_raise(tmp_path, monkeypatch, cap
     assert sd.ready() is False
 
 
+def test_manager_that_stopped_reading_costs_a_dropped_message_not_a_hang(manager):
+    # Fill the manager's queue (net.unix.max_dgram_qlen datagrams) without
+    # reading it, as a stuck manager would.
+    queued = 0
+    while True:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.setblocking(False)
+            try:
+                s.connect(manager.sock.getsockname())
+                s.send(b"FILLER=1")
+            except BlockingIOError:
+                break
+        queued += 1
+        assert queued < 100_000
+    assert sd.status("lost") is False
+    for _ in range(queued):
+        assert manager.recv()[0] == "FILLER=1"
+    manager.assert_empty()  # the dropped one never arrives
+    assert sd.status("after") is True
+    assert manager.recv()[0] == "STATUS=after"
+
+
 @pytest.mark.parametrize(
     "call",
     [
