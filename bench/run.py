@@ -590,7 +590,58 @@ def ratios(f: dict) -> list[dict]:
         med, p99 = v(f"irqd_clients_median_{tag}"), v(f"irqd_clients_p99_{tag}")
         goal(f"clients_p99_vs_median_{tag}", p99 / med if med and p99 else None, "<=", 10, "x",
              "p99 over median round trip, concurrent clients")
+    out += ring_goals(f)   # ring (bench/ring_bench.c)
     return out
+
+
+# ==== BEGIN ring: shared-memory trigger ring (bench/ring_bench.c; owner: ring) ====
+# The ring (abi.h 0x40 RING_SETUP) against KVM_IRQ_LINE: ring_bench times
+# both the same way in one process on the client CPU, in alternating slices,
+# with the daemon (and so its ring consumer thread) on the placement's server
+# CPU.  Runs with the "irqd" group, on the same daemon.
+
+RING_SRCS = [os.path.join(BENCH, "ring_bench.c"), os.path.join(ROOT, "clib", "irqd_client.c")]
+RING_DEPS = RING_SRCS + HEADERS + [os.path.join(ROOT, "include", "irqd", n)
+                                   for n in ("client.h", "ring_producer.h")]
+
+
+def build_ring_bench() -> str:
+    """build/bench/ring_bench (with the C client library); raises BuildError."""
+    os.makedirs(BUILD, exist_ok=True)
+    exe = os.path.join(BUILD, "ring_bench")
+    if _stale(exe, RING_DEPS):
+        log(f"building {os.path.relpath(exe, ROOT)}")
+        if os.path.exists(exe):
+            os.unlink(exe)
+        _cc(CFLAGS + ["-o", exe] + RING_SRCS)
+    return exe
+
+
+def ring_round(exe: str, path: str, tag: str, ccpu: int, scpu: int, seconds: str) -> tuple[dict, dict]:
+    args = [exe, "--socket", path, "--cpu", str(ccpu), "--tag", tag, "--seconds", seconds]
+    if ccpu == scpu:
+        args.append("--yield")   # the consumer needs the CPU the producer waits on
+    return run_prog(args, timeout=120)
+
+
+def ring_goals(f: dict) -> list[dict]:
+    """ring latency / KVM_IRQ_LINE latency (goal < 1) and ring rate / KVM
+    rate, each pair measured in the same process, same placement."""
+    out = []
+    for tag in PLACEMENTS:
+        for name, a, b, op, target, why in (
+            (f"ring_lat_vs_kvm_irq_line_{tag}", f"ring_lat_hot_{tag}", f"ring_kvm_lat_{tag}", "<=", 1,
+             "ring post -> applied (tail seen) median over KVM_IRQ_LINE ioctl median, timed alike"),
+            (f"ring_rate_vs_kvm_irq_line_{tag}", f"ring_rate_{tag}", f"ring_kvm_rate_{tag}", ">=", 1,
+             "ring triggers applied/s over KVM_IRQ_LINE ioctls/s"),
+        ):
+            x, y = f.get(a), f.get(b)
+            value = x["value"] / y["value"] if x and y and y["value"] else None
+            ok = None if value is None else (value <= target if op == "<=" else value >= target)
+            out.append({"name": name, "value": value, "op": op, "goal": target, "unit": "x",
+                        "result": "N/A" if ok is None else ("PASS" if ok else "MISS"), "why": why})
+    return out
+# ==== END ring ====
 
 
 def diagnostics(f: dict) -> list[dict]:
@@ -756,6 +807,12 @@ def main(argv=None) -> int:
 
     for prog, err in build_errors.items():
         problems.append(f"{prog} did not build: {err.splitlines()[-1][:300]}")
+    ring_exe = None   # ring (bench/ring_bench.c)
+    if "irqd" in groups:
+        try:
+            ring_exe = build_ring_bench()
+        except BuildError as e:
+            problems.append(f"ring_bench did not build: {str(e).splitlines()[-1][:300]}")
 
     s = str(a.seconds)
     # The socket figures move with whatever else the machine runs, so the
@@ -794,6 +851,12 @@ def main(argv=None) -> int:
                 except (RuntimeError, subprocess.TimeoutExpired) as e:
                     problems.append(f"irqd_bench {tag}: {e}")
                     skipped[f"irqd_*_{tag}"] = str(e)[:300]
+                if ring_exe and f"irqd_*_{tag}" not in skipped:   # ring (bench/ring_bench.c)
+                    log(f"ring vs KVM_IRQ_LINE, {tag}: producer CPU {ccpu}, daemon + ring consumer CPU {scpu}")
+                    try:
+                        add_round(ring_round(ring_exe, d.path, tag, ccpu, scpu, s))
+                    except (RuntimeError, subprocess.TimeoutExpired) as e:
+                        problems.append(f"ring_bench {tag}: {e}")
                 if rnd == 0 and f"irqd_*_{tag}" not in skipped:
                     log(f"python client (irqd.client), {tag}: client CPU {ccpu}, daemon CPU {scpu}")
                     try:
