@@ -323,3 +323,118 @@ def test_daemon_serves_inside_an_approximation_of_the_units_sandbox(tmp_path):
     notify_socket.drain()  # everything the daemon sent is queued by now
     notify_socket.close()
     assert any("STOPPING=1" in t.split("\n") for t, _ in notify_socket.seen)
+
+
+def syscall_group(name: str, seen: set[str] | None = None) -> set[str]:
+    """A SystemCallFilter= group expanded to syscall names, as systemd has it."""
+    seen = set() if seen is None else seen
+    out = subprocess.run(
+        [shutil.which("systemd-analyze"), "syscall-filter", "--no-pager", name],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    names = set()
+    for line in out.splitlines()[1:]:  # the first line is the group's own name
+        word = line.strip()
+        if not word or word.startswith("#"):
+            continue
+        if word.startswith("@"):
+            if word not in seen:
+                seen.add(word)
+                names |= syscall_group(word, seen)
+        else:
+            names.add(word)
+    assert names, f"{name} expands to nothing"
+    return names
+
+
+def unit_syscall_allowlist() -> set[str]:
+    """irqd.service's SystemCallFilter= lines: allow-lists, then ~deny-lists."""
+    allowed: set[str] = set()
+    with open(os.path.join(ROOT, "systemd", "irqd.service")) as f:
+        for line in f:
+            if not line.startswith("SystemCallFilter="):
+                continue
+            value = line.split("=", 1)[1].strip()
+            deny = value.startswith("~")
+            names: set[str] = set()
+            for item in value.lstrip("~").split():
+                names |= syscall_group(item) if item.startswith("@") else {item}
+            allowed = allowed - names if deny else allowed | names
+    assert allowed
+    return allowed
+
+
+@pytest.mark.skipif(
+    not shutil.which("strace") or not shutil.which("systemd-analyze"),
+    reason="needs strace and systemd-analyze",
+)
+def test_daemon_makes_only_system_calls_the_unit_allows(tmp_path):
+    # SystemCallFilter= answers anything else with EPERM: every call the
+    # daemon makes from exec to exit, while serving a client that uses
+    # devices, irqfds, outputs, dumps and stats, must be on the list.
+    import select
+
+    from irqd._core import lib
+
+    allowed = unit_syscall_allowlist()
+    sock_path = str(tmp_path / "irqd.sock")
+    summary = str(tmp_path / "strace.txt")
+    notify_socket = NotifySocket(str(tmp_path / "notify"))
+    env = base_env()
+    env["NOTIFY_SOCKET"] = notify_socket.address
+    env["WATCHDOG_USEC"] = "100000"
+    cmd = [shutil.which("strace"), "-f", "-qq", "-c", "-U", "name,calls", "-o", summary]
+    cmd += [sys.executable, "-m", "irqd", "--socket", sock_path, "--log-level", "info"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    fds = []
+    daemon_pid = None
+    try:
+        # strace's child: the sender of READY=1 (SIGTERM to strace would
+        # only detach it).
+        _, daemon_pid = notify_socket.wait_for(lambda t: "READY=1" in t.split("\n"), "READY=1")
+        assert daemon_pid not in (None, proc.pid)
+        client = Client(sock_path, timeout=WAIT)
+        dev = client.create_device()
+        dev.create_ics(16, 4)
+        dev.connect_vcpu(0)
+        dev.rtas(lib.IRQD_RTAS_SET_XIVE, [16, 0, 5], 1)
+        dev.hcall(0, lib.IRQD_H_CPPR, 0xFF)
+        fds = [os.eventfd(0, os.EFD_CLOEXEC) for _ in range(2)]
+        dev.set_output(0, fds[0])
+        dev.irqfd(16, fds[1])
+        os.eventfd_write(fds[1], 1)
+        assert select.select([fds[0]], [], [], WAIT)[0] == [fds[0]]
+        dev.hcall(0, lib.IRQD_H_XIRR)
+        dev.dump()
+        dev.stats()
+        client.list_devices()
+        notify_socket.wait_for(lambda t: t == "WATCHDOG=1", "WATCHDOG=1")
+        client.close()
+    finally:
+        for fd in fds:
+            os.close(fd)
+        if daemon_pid:
+            os.kill(daemon_pid, signal.SIGTERM)  # strace exits with its tracee's status
+            proc.sigterm_sent = True
+        else:  # never got going: take the tracee down, then strace
+            try:
+                with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+                    for child in f.read().split():
+                        os.kill(int(child), signal.SIGKILL)
+            except OSError:
+                pass
+            proc.kill()
+        rc, err = stop(proc)
+        notify_socket.close()
+    assert rc == 0, err
+    used = set()
+    with open(summary) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+                used.add(parts[0])
+    assert {"execve", "accept4", "recvmsg", "sendmsg", "epoll_wait"} <= used, used  # the summary is real
+    assert used - allowed == set()
