@@ -481,3 +481,35 @@ def test_daemon_stops_cleanly_with_rings_running():
             r._release()
     finally:
         d.stop()
+
+
+# ---- the C client ------------------------------------------------------------------------
+
+
+def test_c_client_ring_posts_and_counts(daemon, tmp_path):
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    exe = tmp_path / "ring_client"
+    subprocess.run(
+        [
+            "gcc",
+            "-std=gnu11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-O2",
+            "-I",
+            os.path.join(root, "include"),
+            "-I",
+            root,
+            "-o",
+            str(exe),
+            os.path.join(root, "tests", "c", "ring_client.c"),
+            os.path.join(root, "clib", "irqd_client.c"),
+        ],
+        check=True,
+    )
+    r = subprocess.run([str(exe), daemon.path], check=False, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["applied", "1000", "errors", "2"]
