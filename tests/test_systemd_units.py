@@ -234,6 +234,17 @@ def test_service_unit_notify_watchdog_restart_and_fd_store():
     assert "irqd.socket" in one(svc, "Unit", "Requires")
 
 
+def test_execstart_arguments_are_the_daemons_own():
+    # The unit and the daemon agree on every option ExecStart= passes (an
+    # unknown or misspelled one would make the service fail at start).
+    from irqd.daemon import build_parser
+
+    svc = read_unit(os.path.join(UNITS, "irqd.service"))
+    argv = one(svc, "Service", "ExecStart").split()[1:]
+    args = build_parser().parse_args(argv)
+    assert args.log_level == "info"
+
+
 def test_sysusers_creates_the_user_and_group_the_units_name(tmp_path):
     tool = shutil.which("systemd-sysusers")
     if tool is None:
