@@ -32,7 +32,7 @@ PIP_WHEEL_FLAGS ?=
 INSTALL_BUILD := build/install
 INSTALLER     := $(VENV)/.installer-pkg
 
-.PHONY: install install-python install-data wheel
+.PHONY: install install-python install-data install-wheel
 
 install: install-python install-data
 
@@ -40,11 +40,11 @@ $(INSTALLER): $(STAMP)
 	$(VPY) -m pip install -q 'installer>=0.7'
 	touch $@
 
-wheel: $(STAMP)
+install-wheel: $(STAMP)
 	rm -rf $(INSTALL_BUILD)/wheel
 	flock build.lock $(VPY) -m pip wheel -q --no-deps $(PIP_WHEEL_FLAGS) -w $(INSTALL_BUILD)/wheel .
 
-install-python: wheel $(INSTALLER)
+install-python: install-wheel $(INSTALLER)
 	@set -e; \
 	interp="$$($(INSTALL_PYTHON) -I -c 'import sys; print(sys.executable)')"; \
 	sitedir="$(PYTHONDIR)"; \
