@@ -67,7 +67,10 @@ def test_core_c_unit_tests_under_asan_ubsan_lsan(asan_build):
 
 def _python_core_tests() -> list[str]:
     tests = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_core_*.py"))
-    for name in ("test_scenarios.py", "test_differential.py", "test_malformed.py"):
+    # the core in-process, then the daemon's C paths (wire.c dispatcher,
+    # loop.c epoll loop, ring.c consumer) through daemons started by the tests
+    for name in ("test_scenarios.py", "test_differential.py", "test_malformed.py", "test_ring.py",
+                 "test_daemon.py", "test_client.py"):
         if (ROOT / "tests" / name).exists():
             tests.append(f"tests/{name}")
     return tests
