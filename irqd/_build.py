@@ -70,5 +70,10 @@ if __name__ == "__main__":
 
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
     built = os.path.join(ROOT, "build", "cffi", "irqd", "_core" + suffix)
-    shutil.copy2(built, os.path.join(ROOT, "irqd", "_core" + suffix))
+    # copy then rename: overwriting the file in place would change the code
+    # under every process that has the module loaded (seen: SIGSEGV)
+    final = os.path.join(ROOT, "irqd", "_core" + suffix)
+    tmp = f"{final}.{os.getpid()}.tmp"
+    shutil.copy2(built, tmp)
+    os.replace(tmp, final)
     print("built irqd/_core" + suffix)
