@@ -112,19 +112,28 @@ def build(programs=PROGRAMS, verbose: bool = True) -> tuple[dict[str, str], dict
             if _stale(exe, deps):
                 if verbose:
                     log(f"building {os.path.relpath(exe, ROOT)}")
-                if os.path.exists(exe):
-                    os.unlink(exe)
-                if prog == "core_cycle":
-                    obj = os.path.join(BUILD, "core_cycle.o")
-                    _cc(CFLAGS + ["-c", "-o", obj, src])
-                    objs = [obj]
-                    for c in core_srcs:
-                        o = os.path.join(BUILD, "core_" + os.path.basename(c)[:-2] + ".o")
-                        _cc(CORE_CFLAGS + ["-c", "-o", o, c])
-                        objs.append(o)
-                    _cc(["-pthread", "-o", exe] + objs)
-                else:
-                    _cc(CFLAGS + ["-o", exe, src])
+                # private names, then one rename: two builds at once (make bench
+                # beside make test) never run or overwrite a half-written file
+                tmp = f"{exe}.{os.getpid()}.tmp"
+                try:
+                    if prog == "core_cycle":
+                        objs = []
+                        for c in [src] + core_srcs:
+                            o = os.path.join(BUILD, f"{prog}_{os.path.basename(c)[:-2]}.{os.getpid()}.o")
+                            _cc((CFLAGS if c == src else CORE_CFLAGS) + ["-c", "-o", o, c])
+                            objs.append(o)
+                        try:
+                            _cc(["-pthread", "-o", tmp] + objs)
+                        finally:
+                            for o in objs:
+                                if os.path.exists(o):
+                                    os.unlink(o)
+                    else:
+                        _cc(CFLAGS + ["-o", tmp, src])
+                    os.replace(tmp, exe)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
             out[prog] = exe
         except BuildError as e:
             errors[prog] = str(e)
