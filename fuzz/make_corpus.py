@@ -9,7 +9,9 @@
 - fuzz_client: every reply record of tests/golden (ERRORs with extack, dumps,
                several replies in one record);
 - fuzz_core:   operation programs in fuzz_core.c's encoding (X-008, X-009,
-               X-013, X-016, X-029, X-065-like sequences).
+               X-013, X-016, X-029, X-065-like sequences);
+- fuzz_ring:   ring sessions in fuzz_ring.c's encoding (proper posts, garbage
+               heads in and past the window, raw slots, damaged headers).
 
 Numbers come from include/irqd/abi.h (parsed here), never repeated.
 Deterministic: the same files every run.
@@ -179,6 +181,26 @@ def core_seeds() -> list[bytes]:
     return [x008, x009, x013, x016, x029, two, words, batch, x008 + bytes([OP_EXPORT]) + x013]
 
 
+# ---- fuzz_ring programs (encoding: see fuzz/fuzz_ring.c) ----
+def ring_seeds() -> list[bytes]:
+    post = lambda *e: bytes([0, len(e)]) + b"".join(bytes([irq, lv]) for irq, lv in e)  # noqa: E731
+    seeds = [
+        bytes([0]) + post((0, 2), (1, 2), (16, 1)),                           # X-008-like MSIs, an LSI assert
+        bytes([0]) + post((0, 2), (0, 2), (0, 2)) + post((16, 1), (16, 0)),   # coalescing, LSI deassert
+        bytes([0]) + post((0xE0, 2)) + b"\x00\x00\x00\x00" + post((0, 5)),   # bad irq and bad level
+        bytes([0, 2, 3]),                                                    # garbage head inside the window
+        bytes([0, 0x82]) + struct.pack("<Q", 1 << 40) + post((0, 2)),        # head far past it: resync
+        bytes([0, 3, 2]) + struct.pack("<QQ", 16 | SET << 32, 0xFFFFFFFF_00000001),   # raw slots
+        bytes([1]) + struct.pack("<I", 0x12345678),                          # bad magic
+        bytes([3]) + struct.pack("<I", 2),                                   # bad version
+        bytes([5]) + struct.pack("<I", 32),                                  # wrong entries
+        bytes([7]) + struct.pack("<Q", 5) + post((0, 2)),                    # head ahead at setup (in window)
+        bytes([7]) + struct.pack("<Q", 100),                                 # head past the window at setup
+        bytes([0x80 | 5]),                                                   # log2 the memfd is too small for
+    ]
+    return seeds
+
+
 def write(target: str, seeds: list[bytes]) -> None:
     d = CORPUS / target
     d.mkdir(parents=True, exist_ok=True)
@@ -194,6 +216,7 @@ def main() -> None:
     write("fuzz_wire", reqs + wire_seeds())
     write("fuzz_client", reps)
     write("fuzz_core", core_seeds())
+    write("fuzz_ring", ring_seeds())
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ c-test: build sysdeps
 # ---- libFuzzer ----
 
 FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
-FUZZ_TARGETS := $(FUZZ_DIR)/fuzz_wire $(FUZZ_DIR)/fuzz_core $(FUZZ_DIR)/fuzz_client
+FUZZ_TARGETS := $(FUZZ_DIR)/fuzz_wire $(FUZZ_DIR)/fuzz_core $(FUZZ_DIR)/fuzz_client $(FUZZ_DIR)/fuzz_ring
 
 $(FUZZ_DIR)/fuzz_wire: fuzz/fuzz_wire.c $(CORE_SRCS) $(CORE_HDRS)
 	@mkdir -p $(FUZZ_DIR)
@@ -115,6 +115,10 @@ $(FUZZ_DIR)/fuzz_wire: fuzz/fuzz_wire.c $(CORE_SRCS) $(CORE_HDRS)
 $(FUZZ_DIR)/fuzz_core: fuzz/fuzz_core.c $(CORE_SRCS) $(CORE_HDRS)
 	@mkdir -p $(FUZZ_DIR)
 	$(CLANG) $(CORE_STD) $(C_WARN) $(FUZZ_FLAGS) $(C_INC) fuzz/fuzz_core.c $(CORE_SRCS) -lpthread -o $@
+
+$(FUZZ_DIR)/fuzz_ring: fuzz/fuzz_ring.c $(CORE_SRCS) $(CORE_HDRS)
+	@mkdir -p $(FUZZ_DIR)
+	$(CLANG) $(CORE_STD) $(C_WARN) $(FUZZ_FLAGS) $(C_INC) fuzz/fuzz_ring.c $(CORE_SRCS) -lpthread -o $@
 
 $(FUZZ_DIR)/fuzz_client: fuzz/fuzz_client.c $(CLIENT_SRCS) $(CLIENT_HDRS)
 	@mkdir -p $(FUZZ_DIR)

@@ -1,7 +1,7 @@
 """Short libFuzzer runs of each fuzz target (fuzz/), so a regression in the
-record parser, the core or the client's reply parser is caught by `make test`.
+record parser, the core, the trigger ring's consumer or the client's reply parser is caught by `make test`.
 
-Each target runs FUZZ_SHORT_SECONDS (default 15; 3 targets, <= 60 s in all)
+Each target runs FUZZ_SHORT_SECONDS (default 14; 4 targets, <= 60 s in all)
 on a scratch corpus seeded from fuzz/corpus/<target>; any crash, sanitizer
 report, leak or timeout fails it.  `make fuzz FUZZ_SECONDS=300` runs longer.
 The executions per second each run reached are printed (pytest -s shows
@@ -21,8 +21,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "c"))
 from c_support import ROOT, SANITIZER_RE, make  # noqa: E402
 
-TARGETS = ["fuzz_wire", "fuzz_core", "fuzz_client"]
-SECONDS = min(int(os.environ.get("FUZZ_SHORT_SECONDS", "15")), 20)
+TARGETS = ["fuzz_wire", "fuzz_core", "fuzz_client", "fuzz_ring"]
+# <= 60 s of fuzzing in all
+SECONDS = min(int(os.environ.get("FUZZ_SHORT_SECONDS", "14")), 60 // len(TARGETS))
 
 
 @pytest.fixture(scope="module")
