@@ -282,7 +282,7 @@ def _proc_fds(pid: int) -> int:
 class Daemon:
     """``python -m irqd --socket PATH *extra`` in a temporary directory."""
 
-    def __init__(self, *extra: str, path: str | None = None):
+    def __init__(self, *extra: str, path: str | None = None, nofile: int | None = None):
         self.dir = tempfile.mkdtemp(prefix="irqd-rel-")
         os.chmod(self.dir, 0o755)
         self.path = path or os.path.join(self.dir, "irqd.sock")
@@ -293,6 +293,8 @@ class Daemon:
         env.pop("LISTEN_FDS", None)
         env.pop("LISTEN_PID", None)
         env.pop("NOTIFY_SOCKET", None)
+        if nofile is not None:   # a small fd table (RLIMIT_NOFILE), through prlimit(1): no preexec_fn
+            cmd = ["prlimit", f"--nofile={nofile}:{nofile}", "--", *cmd]
         self.proc = subprocess.Popen(cmd, cwd=str(ROOT), stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self._wait_ready()
 

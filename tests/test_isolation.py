@@ -24,6 +24,7 @@ import os
 import pickle
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from irqd._core import lib
 from reliability_util import (
     ACK,
     HDRLEN,
+    NR_IRQS,
     P_HANDLE,
     P_IRQFD,
     P_LEVEL,
@@ -165,7 +167,6 @@ def _attack(path: str, victims: list[int]) -> list:
 
 
 def struct_output(h: int) -> bytes:
-    import struct
     return struct.pack("<4I", h, 0, 0, 0)
 
 
@@ -389,4 +390,85 @@ def test_eventfds_passed_to_the_daemon_keep_their_blocking_mode():
             finally:
                 close_all([fo, ft, fr])
     finally:
+        assert d.stop() == 0
+
+
+def _fd_hoarder(path: str, ready_w: int, go_r: int) -> None:
+    """Runs as an unprivileged uid: queue fd-taking messages behind a dump
+    that never finishes (the client does not read), on many connections,
+    until the daemon's fd table is full; then hold on."""
+    c = Raw(path)
+    small = setup_device(c, persist=True)
+    big = c.create_device(persist=True)
+    c.connect_vcpu(big, 0)
+    c.create_ics(big, 16, NR_IRQS - 16)        # its dump is ~32 MB of replies: it pauses on us
+    socks = []
+    try:
+        for i in range(400):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            s.settimeout(2)            # a full accept backlog blocks connect: that is the end
+            s.connect(path)
+            n = 253 if i < 3 else 1
+            rec = msg(T.IRQD_MSG_DUMP_STATE, P_HANDLE.pack(big, 0), REQ, 1) + b"".join(
+                msg(T.IRQD_MSG_IRQFD, P_IRQFD.pack(small, 40, 0, 0), REQ | ACK, 10 + k) for k in range(n))
+            fds = [eventfd() for _ in range(n)]
+            try:
+                s.sendmsg([rec], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct_i(fds))])
+            finally:
+                close_all(fds)
+            socks.append(s)
+    except OSError:
+        pass   # connect refused or EMFILE on our side: enough
+    os.write(ready_w, struct_i([len(socks)]))
+    os.read(go_r, 1)
+    for s in socks:
+        s.close()
+    c.close()
+
+
+def struct_i(values) -> bytes:
+    return struct.pack(f"{len(values)}i", *values)
+
+
+def test_one_uid_cannot_exhaust_the_daemons_fd_table_with_fds_in_flight():
+    """fds travel with records; the daemon holds them until it reaches the
+    messages that take them.  A uid that queues fd-taking messages behind a
+    dump it never reads holds 253 fds per connection, uncounted by
+    --max-fds-per-uid: with enough connections the daemon's fd table is full
+    and it can no longer accept anyone (accept: EMFILE).  Another uid must
+    still be served: fds a record carries count against its uid's limit
+    from the moment they are received (or the daemon keeps fd headroom)."""
+    d = Daemon("--mode", "0666", "--max-fds-per-uid", "256", "--max-clients", "1000", nofile=1024)
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.setgroups([])
+            os.setgid(UIDS[2])
+            os.setuid(UIDS[2])
+            _fd_hoarder(d.path, ready_w, go_r)
+        except BaseException:  # noqa: BLE001
+            code = 1
+        finally:
+            os._exit(code)
+    try:
+        data = os.read(ready_r, 4)
+        n = struct.unpack("i", data)[0] if len(data) == 4 else -1
+        served = []
+        for _ in range(2):
+            try:
+                with Raw(d.path, timeout=5) as v:
+                    served.append(v.hello()[0] == 1)
+            except OSError as e:
+                served.append(repr(e))
+        held = d.fd_count()
+        assert served == [True, True], (f"another uid is not served while uid {UIDS[2]} holds {held} fds "
+                                              f"over {n} connections: {served}; log: {d.log_text()[-300:]}")
+    finally:
+        os.write(go_w, b"g")
+        os.waitpid(pid, 0)
+        for fd in (ready_r, ready_w, go_r, go_w):
+            os.close(fd)
         assert d.stop() == 0
