@@ -23,6 +23,7 @@ import errno
 import grp
 import logging
 import os
+import resource
 import select
 import signal
 import socket
@@ -114,7 +115,7 @@ class Work:
     """A received record being processed (possibly paused in a dump)."""
 
     __slots__ = ("data", "cbuf", "length", "flags", "fds", "taken", "mismatch", "dump", "dump_dev",
-                 "dump_hdr", "after_dump")
+                 "dump_hdr", "after_dump", "fd_refusal")
 
     def __init__(self, data: bytes, flags: int, fds: list[int], mismatch: bool):
         self.data = data
@@ -128,6 +129,7 @@ class Work:
         self.dump_dev: Device | None = None
         self.dump_hdr = None
         self.after_dump = 0
+        self.fd_refusal: str | None = None   # the record's fds passed its uid's limit: why
 
     def take_fds(self, wc, n: int) -> list[int]:
         i = wc.fd_index
@@ -136,6 +138,9 @@ class Work:
         for k in range(i, min(i + n, len(self.fds))):
             self.taken[k] = True
         return got
+
+    def untaken(self) -> int:
+        return sum(1 for t in self.taken if not t)
 
     def close_untaken(self) -> None:
         for fd, taken in zip(self.fds, self.taken):
@@ -182,6 +187,13 @@ def _close(fd: int) -> None:
         pass
 
 
+def _spare() -> int | None:
+    try:
+        return os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
 def _is_eventfd(fd: int) -> bool:
     try:
         return os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventfd]"
@@ -189,15 +201,58 @@ def _is_eventfd(fd: int) -> bool:
         return False
 
 
+# Eventfds come from clients and share their open file description with the
+# client's copy: the daemon must not set O_NONBLOCK on them (a vCPU thread's
+# blocking read would then fail with EAGAIN; KVM_IRQFD leaves them alone too).
+# Reads use RWF_NOWAIT, which is per call.  Writes cannot (eventfd has no
+# write_iter): the daemon writes only when poll says POLLOUT, and a write that
+# blocks anyway (the client itself filled its counter to 2^64-2 in between)
+# is broken off by a 50 ms SIGALRM rather than hanging the daemon.
+
+class _EventfdStuck(Exception):
+    pass
+
+
+_writing_eventfd = False
+
+
+def _on_alarm(signum, frame) -> None:
+    if _writing_eventfd:
+        raise _EventfdStuck()
+
+
 def _write_eventfd(fd: int, n: int = 1) -> None:
+    global _writing_eventfd
     try:
-        os.write(fd, EVENTFD_ONE if n == 1 else struct.pack("<Q", n))
-    except OSError:  # counter full (EAGAIN) or closed by the peer: nothing to do
+        if not select.select([], [fd], [], 0)[1]:
+            return  # counter saturated: the reader has a wake-up pending already
+        guard = signal.getsignal(signal.SIGALRM) is _on_alarm
+        if guard:
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+        _writing_eventfd = True
+        try:
+            os.write(fd, EVENTFD_ONE if n == 1 else struct.pack("<Q", n))
+        finally:
+            _writing_eventfd = False
+            if guard:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+    except (OSError, ValueError, _EventfdStuck):  # closed by the peer, or stuck: nothing to do
         pass
 
 
-def _set_nonblock(fd: int) -> None:
-    os.set_blocking(fd, False)
+def _read_eventfd(fd: int) -> bool:
+    """Consume an eventfd's count without blocking; False when it was 0."""
+    try:
+        return os.preadv(fd, [bytearray(8)], -1, os.RWF_NOWAIT) == 8
+    except BlockingIOError:
+        return False
+    except OSError as e:
+        if e.errno != errno.EOPNOTSUPP:
+            raise
+    # kernels before eventfd honoured RWF_NOWAIT: poll, then read
+    if not select.select([fd], [], [], 0)[0]:
+        return False
+    return len(os.read(fd, 8)) == 8
 
 
 # ---------------------------------------------------------------------------
@@ -320,6 +375,7 @@ class Daemon:
         self.u64 = ffi.new("uint64_t *")
         self.acks = ffi.new("uint32_t[]", 256)
         self.irqfd_by_fd: dict[int, IrqFd] = {}
+        self._spare_fd = _spare()        # freed to refuse a client cleanly when out of fds
         self.cur: Conn | None = None     # connection whose message a handler is answering
         # restart without losing state (irqd/state.py): run at shutdown after
         # every record already read is answered, before devices are freed
@@ -371,6 +427,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        signal.signal(signal.SIGALRM, _on_alarm)
 
     # -- the loop ---------------------------------------------------------------
     def watch(self, fd: int, handler: Callable[[int], None], events: int = select.EPOLLIN) -> int:
@@ -512,7 +569,19 @@ class Daemon:
                 sock, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as e:  # EMFILE and friends: log, keep serving
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE) and self._spare_fd is not None:
+                    # out of fds: free the spare to accept and refuse the client cleanly, else
+                    # the listener stays readable and the loop spins
+                    _close(self._spare_fd)
+                    try:
+                        s, _ = self.listener.accept()
+                        s.close()
+                    except OSError:
+                        pass
+                    self._spare_fd = _spare()
+                    log.warning("refused a connection: the daemon is out of file descriptors")
+                    continue
                 log.warning("accept failed: %s", e.strerror)
                 return
             pid, uid, gid = PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
@@ -616,13 +685,22 @@ class Daemon:
             mismatch = mismatch or lib.irqd_wire_fd_count(data, len(data)) != len(fds)
         elif b"\x20\x00" in data or b"\x21\x00" in data:  # cheap pre-filter: IRQFD / SET_OUTPUT types
             mismatch = lib.irqd_wire_fd_count(data, len(data)) != 0
-        if mismatch and fds:
+        refusal = None
+        if fds and not mismatch:
+            # fds count against their uid from the moment they arrive: a record
+            # parked behind a paused dump holds them (--max-fds-per-uid)
+            held = self._uid_fds(conn.uid) + self._inflight_fds(conn.uid)
+            if held + len(fds) > self.limits.max_fds_per_uid:
+                refusal = (f"the record's {len(fds)} fds would pass uid {conn.uid}'s --max-fds-per-uid "
+                           f"{self.limits.max_fds_per_uid} ({held} held)")
+        if (mismatch or refusal) and fds:
             for fd in fds:
                 _close(fd)
             fds = []
         if self.trace is not None and pos == 0:
             self.trace_event(TRACE_RECORD, conn.id, conn.uid, data)
         conn.work = Work(data, flags, fds, mismatch)
+        conn.work.fd_refusal = refusal
         conn.pos[0] = pos
         if pos == 0:
             conn.wc.fd_index = 0
@@ -646,6 +724,16 @@ class Daemon:
         w = conn.work
         while w is not None and not conn.closed and len(conn.outq) < OUTQ_LIMIT:
             if w.dump is not None:
+                if w.dump_dev.x == ffi.NULL:  # destroyed while this dump was paused
+                    hdr = ffi.new("struct irqd_msghdr *")
+                    ffi.memmove(hdr, w.dump_hdr, 16)
+                    self.cur = conn
+                    self._put_error(ffi.cast("uint8_t *", hdr), -errno.EBADF,
+                                    f"device {w.dump_dev.handle} was destroyed during the dump", -1)
+                    self._collect(conn)
+                    w.dump = w.dump_dev = w.dump_hdr = None
+                    conn.pos[0] = w.after_dump
+                    continue
                 more = lib.irqd_wire_dump_step(w.dump_dev.x, w.dump_dev.handle, w.dump_hdr, w.dump, out)
                 self._collect(conn)
                 if more:
@@ -879,11 +967,17 @@ class Daemon:
     def _uid_fds(self, uid: int) -> int:
         return sum(d.nfds() for d in self.devices.values() if d.owner == uid) + ringd.nfds(self, uid)
 
+    def _inflight_fds(self, uid: int) -> int:
+        return sum(c.work.untaken() for c in self.conns.values() if c.uid == uid and c.work is not None)
+
     def op_ring_setup(self, conn, w, req, payload, hdr) -> None:
         """0x40 RING_SETUP (abi.h): irqd/ringd.py."""
         ringd.op_ring_setup(self, conn, w, req, payload, hdr)
 
     def _take_eventfds(self, conn, w, n: int, what: str) -> list[int]:
+        if w.fd_refusal:
+            w.take_fds(conn.wc, n)
+            raise OpError(errno.ENOSPC, f"{what}: {w.fd_refusal}")
         if w.mismatch:
             raise OpError(errno.EBADF, f"{what} takes {n} fd(s) but the record's SCM_RIGHTS did not match "
                                        f"its fd-taking messages ({len(w.fds)} received)")
@@ -927,17 +1021,15 @@ class Daemon:
                 for fd in fds:
                     _close(fd)
                 raise OpError(-rc, f"cannot flag gsi {r.gsi} for resample")
-        for fd in fds:
-            _set_nonblock(fd)
         f = IrqFd(dev, r.gsi, fds[0], fds[1] if resample else None)
         dev.irqfds.setdefault(r.gsi, []).append(f)
         self.watch_irqfd(f)
         # a count already pending when assigned goes through KVM's irqfd_inject:
         # level 1 then 0 without RESAMPLE (a pulse for an LSI), level 1 with it
         try:
-            if os.read(f.fd, 8):
+            if _read_eventfd(f.fd):
                 self._fire(f, pulse=not resample)
-        except (BlockingIOError, InterruptedError):
+        except OSError:
             pass
         self._ack(req, hdr)
 
@@ -968,9 +1060,8 @@ class Daemon:
         if self.irqfd_by_fd.get(f.fd) is not f:
             return
         try:
-            os.read(f.fd, 8)
-        except (BlockingIOError, InterruptedError):
-            return
+            if not _read_eventfd(f.fd):
+                return
         except OSError:
             self._drop_irqfd(f)
             return
@@ -994,7 +1085,6 @@ class Daemon:
                 _close(fds[0])
                 raise OpError(errno.ENOSPC, f"uid {dev.owner} would pass --max-fds-per-uid "
                                             f"{self.limits.max_fds_per_uid}")
-            _set_nonblock(fds[0])
             dev.outputs[r.server] = fds[0]
             dev.signalled[r.server] = self.u64[0]
             if lib.irqd_xics_output_asserted(dev.x, r.server) == 1:
@@ -1166,6 +1256,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
                         format="irqd: %(levelname)s: %(message)s")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:  # eventfds are fds: use what the administrator allows
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
     limits = Limits(args)
     listener, extra_fds = _inherited_listener()
     owned, path = None, None
