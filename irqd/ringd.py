@@ -88,6 +88,10 @@ class RingManager:
             self.drop(dev)
             d._ack(req, hdr)
             return
+        refusal = getattr(w, "fd_refusal", None)  # the record's fds passed the uid's fd limit on arrival
+        if refusal:
+            w.take_fds(conn.wc, 2)
+            raise OpError(errno.ENOSPC, f"RING_SETUP: {refusal}")
         if w.mismatch:
             raise OpError(
                 errno.EBADF,

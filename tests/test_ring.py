@@ -259,7 +259,8 @@ def test_ring_of_another_uid_is_eacces():
 
 
 def test_ring_doorbell_counts_against_the_fd_limit():
-    d = Daemon("--max-fds-per-uid", "2")
+    # fds count from the moment they arrive: a ring record brings 2, keeps 1
+    d = Daemon("--max-fds-per-uid", "3")
     try:
         with Client(d.path) as c:
             a, b = _device(c), _device(c)
@@ -422,6 +423,48 @@ def test_ring_follows_its_device_through_a_restore(client):
         assert dev.get_source(LSI + 1) & PENDING
         src.destroy()
     dev.destroy()
+
+
+def test_doorbell_keeps_its_blocking_mode_and_a_stolen_count_cannot_hang_the_daemon():
+    """The doorbell's file description is shared with the client: the daemon
+    must not set O_NONBLOCK on it.  A client that reads its own doorbell can
+    leave the consumer's read() blocked: removing the ring must still work."""
+    import threading
+
+    d = Daemon()
+    try:
+        with Client(d.path) as c:
+            dev = _device(c)
+            for _ in range(20):
+                m, bell = _memfd(), os.eventfd(0, os.EFD_CLOEXEC)  # blocking, as a VMM opens it
+                try:
+                    _setup(dev, 0, 4, [m, bell])
+                    assert os.get_blocking(bell)
+                    hdr = mmap.mmap(m, HDR)
+                    try:
+                        assert _wait(lambda hdr=hdr: struct.unpack_from("<I", hdr, 192)[0] == 1)  # asleep
+                        os.eventfd_write(bell, 1)
+                        os.eventfd_read(bell)  # steal the count back
+                    finally:
+                        hdr.close()
+                    done = threading.Event()
+
+                    def deassign(done=done):
+                        _setup(dev, lib.IRQD_RING_DEASSIGN, 0, [])
+                        done.set()
+
+                    t = threading.Thread(target=deassign, daemon=True)
+                    t.start()
+                    if not done.wait(10):
+                        d.proc.kill()
+                        pytest.fail("RING_SETUP DEASSIGN hung: consumer stuck in read(doorbell)")
+                    assert os.get_blocking(bell)
+                finally:
+                    os.close(m)
+                    os.close(bell)
+            assert c.list_devices()
+    finally:
+        assert d.stop() == 0
 
 
 # ---- lifetime ---------------------------------------------------------------------------

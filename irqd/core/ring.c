@@ -27,6 +27,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -145,7 +146,11 @@ static int poll_once(struct irqd_ring *r, memory_order mo)
 static void drain(int fd)
 {
 	uint64_t v;
-	ssize_t rc = read(fd, &v, sizeof(v));
+	struct iovec iov = { &v, sizeof(v) };
+	/* RWF_NOWAIT: never block, whatever the client did with its doorbell */
+	ssize_t rc = preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+	if (rc < 0 && (errno == EOPNOTSUPP || errno == EINVAL))
+		rc = read(fd, &v, sizeof(v));   /* older kernels: may block, cancellable (see consumer) */
 	(void)rc;
 }
 
@@ -154,6 +159,10 @@ static void *consumer(void *arg)
 	struct irqd_ring *r = arg;
 	_Atomic uint32_t *need = IRQD_RING_A32(&r->hdr->need_wakeup);
 	uint64_t last = now_ns(), slept_at = 0, last_yield = 0, yield_every = RING_YIELD_MIN_NS;
+	int oldstate;
+
+	/* cancellable only while asleep (see below); never inside the core */
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &oldstate);
 
 	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
 		uint64_t spin = atomic_load_explicit(&r->spin_ns, memory_order_relaxed), t;
@@ -196,12 +205,22 @@ static void *consumer(void *arg)
 		atomic_fetch_add_explicit(&r->sleeps, 1, memory_order_relaxed);
 		slept_at = now_ns();
 		{
+			/* The doorbell keeps the client's blocking mode (its file
+			 * description is shared: setting O_NONBLOCK would change the
+			 * client's fd too), so drain() reads with RWF_NOWAIT.  Where
+			 * the kernel lacks it, a plain read after POLLIN could block
+			 * if the client drained its own doorbell meanwhile: hence
+			 * this is the one place the thread may be cancelled
+			 * (irqd_ring_stop); it holds no lock here. */
 			struct pollfd p[2] = { { r->doorbell, POLLIN, 0 }, { r->stopfd, POLLIN, 0 } };
-			int rc = poll(p, 2, -1);
+			int rc, old;
+			pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
+			rc = poll(p, 2, -1);
+			if (rc > 0 && (p[0].revents & POLLIN) && !(p[1].revents & POLLIN))
+				drain(r->doorbell);
+			pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
 			if (rc < 0 && errno != EINTR)
 				break;
-			if (p[0].revents & POLLIN)
-				drain(r->doorbell);
 			if (p[0].revents & (POLLERR | POLLNVAL))
 				break;
 		}
@@ -309,11 +328,6 @@ int irqd_ring_start(struct irqd_xics *x, int memfd, int doorbell, uint32_t log2,
 		rc = -errno;
 		goto fail;
 	}
-	{
-		int fl = fcntl(doorbell, F_GETFL);
-		if (fl >= 0)
-			fcntl(doorbell, F_SETFL, fl | O_NONBLOCK);
-	}
 	/* the consumer gets no signal: Python's handlers run on the main thread */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -342,6 +356,9 @@ void irqd_ring_stop(struct irqd_ring *r)
 	atomic_store(&r->stop, 1);
 	rc = write(r->stopfd, &one, sizeof(one));
 	(void)rc;
+	/* a consumer stuck in read(doorbell) (its client stole the count) is
+	 * cancelled there; anywhere else it sees stop and returns */
+	pthread_cancel(r->thread);
 	pthread_join(r->thread, NULL);
 	close(r->stopfd);
 	close(r->doorbell);
