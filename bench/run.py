@@ -146,7 +146,7 @@ class BuildError(RuntimeError):
 
 
 def _cc(args: list[str]) -> None:
-    r = subprocess.run([CC] + args, cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run([CC, *args], cwd=ROOT, capture_output=True, text=True, check=False)
     if r.returncode != 0:
         raise BuildError(f"{CC} {' '.join(args)} failed:\n{r.stderr.strip()}")
 
@@ -173,7 +173,7 @@ def parse(text: str) -> tuple[dict, dict]:
 
 
 def run_prog(args: list[str], timeout: float = 120) -> tuple[dict, dict]:
-    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
     if r.stderr.strip():
         for ln in r.stderr.strip().splitlines():
             log(f"  {os.path.basename(args[0])}: {ln}")
@@ -203,11 +203,11 @@ class Daemon:
     def __init__(self, cpu: int | None = None, args: list[str] = ()):
         self.dir = tempfile.mkdtemp(prefix="irqd-bench-")
         self.path = os.path.join(self.dir, "irqd.sock")
-        self.log = open(os.path.join(self.dir, "daemon.log"), "w+")
+        self.log = open(os.path.join(self.dir, "daemon.log"), "w+")  # noqa: SIM115 - lives as long as the daemon
         pre = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
         self.proc = subprocess.Popen([VPY, "-m", "irqd", "--socket", self.path, *args],
                                      cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT, preexec_fn=pre)
+                                     stderr=subprocess.STDOUT, preexec_fn=pre)  # noqa: PLW1509 - no threads here
         deadline = time.monotonic() + 15
         while True:
             if self.proc.poll() is not None:
@@ -451,7 +451,7 @@ def measure_model_cycle(seconds: float) -> tuple[dict, dict]:
     try:
         spec.loader.exec_module(mod)
         cycles = device_cycles(mod.XicsModel())
-    except Exception as e:  # the model is someone else's: say what did not fit
+    except Exception as e:  # noqa: BLE001 - the model is someone else's: say what did not fit
         return {}, {"core_cycle_model": f"tests/model.py: cannot drive it ({type(e).__name__}: {e})"}
     with _pinned(CLIENT_CPU):
         ns = _best_ns(cycles, seconds, chunk=100)
@@ -683,7 +683,7 @@ def machine() -> dict:
     except OSError:
         pass
     try:
-        gcc = subprocess.run([CC, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+        gcc = subprocess.run([CC, "--version"], capture_output=True, text=True, check=False).stdout.splitlines()[0]
     except (OSError, IndexError):
         gcc = "?"
     return {
@@ -701,10 +701,10 @@ def markdown(result: dict) -> str:
     m = result["machine"]
     la = result["load_average"]
     lines = [
-        f"Run of {result['started']} on {m['cpu']} ({m['online_cpus']} vCPUs"
-        f"{', KVM guest' if m.get('virtualised') else ''}), Linux {m['kernel']}, Python {m['python']}, "
-        f"{m['cc'].split(' (')[0]} {m['cc'].rsplit(' ', 1)[-1]}; load average {la['start'][0]:.2f} at start, "
-        f"{la['end'][0]:.2f} at end; best of {result['repeat']} rounds; {result['seconds']:.0f} s.",
+        (f"Run of {result['started']} on {m['cpu']} ({m['online_cpus']} vCPUs"
+         f"{', KVM guest' if m.get('virtualised') else ''}), Linux {m['kernel']}, Python {m['python']}, "
+         f"{m['cc'].split(' (')[0]} {m['cc'].rsplit(' ', 1)[-1]}; load average {la['start'][0]:.2f} at start, "
+         f"{la['end'][0]:.2f} at end; best of {result['repeat']} rounds; {result['seconds']:.0f} s."),
         "",
         "| figure | same CPU | cross CPU | unit |",
         "|---|---|---|---|",
@@ -780,9 +780,9 @@ def main(argv=None) -> int:
     rounds: dict[str, list[float]] = {}
     usable = os.sched_getaffinity(0)
     placements = {t: p for t, p in PLACEMENTS.items() if set(p) <= usable}
-    for t in PLACEMENTS:
+    for t, cpus in PLACEMENTS.items():
         if t not in placements:
-            skipped[f"*_{t}"] = f"CPUs {PLACEMENTS[t]} are not all usable here (affinity {sorted(usable)})"
+            skipped[f"*_{t}"] = f"CPUs {cpus} are not all usable here (affinity {sorted(usable)})"
     client_rounds: dict[str, list[dict]] = {}
 
     def add(res):
