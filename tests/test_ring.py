@@ -556,3 +556,53 @@ def test_c_client_ring_posts_and_counts(daemon, tmp_path):
     r = subprocess.run([str(exe), daemon.path], check=False, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["applied", "1000", "errors", "2"]
+
+
+@pytest.mark.parametrize("sanitizer", ["thread", "address,undefined"])
+def test_ring_protocol_under_sanitizers(tmp_path, sanitizer):
+    """Consumer (ring.c) and producer (ring_producer.h) in one process under
+    TSan (the C11 orderings are what make it race-free) and ASan/UBSan."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("clang"):
+        pytest.skip("clang not installed (make sysdeps)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    core = sorted(
+        os.path.join(root, "irqd", "core", f) for f in os.listdir(os.path.join(root, "irqd", "core"))
+    )
+    exe = tmp_path / "ring_stress"
+    subprocess.run(
+        [
+            "clang",
+            "-std=gnu11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-g",
+            "-O1",
+            f"-fsanitize={sanitizer}",
+            "-fno-sanitize-recover=all",
+            "-I",
+            os.path.join(root, "include"),
+            "-I",
+            root,
+            "-o",
+            str(exe),
+            os.path.join(root, "tests", "c", "ring_stress.c"),
+            *[c for c in core if c.endswith(".c")],
+            "-lpthread",
+        ],
+        check=True,
+    )
+    r = subprocess.run(
+        [str(exe), "100000"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TSAN_OPTIONS": "halt_on_error=1"},
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "WARNING" not in r.stderr and "ERROR" not in r.stderr, r.stderr
+    assert r.stdout.split()[:4] == ["posted", "100000", "applied", "100000"]
