@@ -82,7 +82,7 @@ def slug(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", t).strip("_")
 
 
-def test_name(sc: dict) -> str:
+def scenario_test_name(sc: dict) -> str:
     return f"test_x{sc['id'][2:]}_{slug(sc['title'])}"
 
 
@@ -330,7 +330,7 @@ def model_device():
 def _generate() -> None:
     g = globals()
     for sc in SCENARIOS:
-        name = test_name(sc)
+        name = scenario_test_name(sc)
 
         def backend_test(make_device, sc=sc):
             run_scenario(sc, _device_factory(make_device))
@@ -355,7 +355,7 @@ _generate()
 def test_scenario_data_is_complete():
     ids = [sc["id"] for sc in SCENARIOS]
     assert ids == [f"X-{i:03d}" for i in range(1, 71)]
-    names = [test_name(sc) for sc in SCENARIOS]
+    names = [scenario_test_name(sc) for sc in SCENARIOS]
     assert len(set(names)) == 70
     assert all(re.fullmatch(r"test_x\d{3}_[a-z0-9_]+", n) for n in names)
     assert "test_x016_msi_fired_while_masked_is_presented_on_int_on" in names
