@@ -14,14 +14,16 @@ internal state (``raw_sources()``, ``raw_icps()``) for the differential tests.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import errno
 import itertools
 import os
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from irqd._core import lib
+
 from irqd.backend import DeviceInfo, DeviceState, DeviceStats, XicsDevice
 from irqd.errors import error_for
 
@@ -92,8 +94,19 @@ def _fail(err: int, msg: str):
 class Source:
     """One entry of an ICS block (S1.3), plus irqd's counters."""
 
-    __slots__ = ("number", "server", "priority", "saved_priority", "pq", "lsi", "exists",
-                 "resend", "masked_pending", "triggers", "deliveries")
+    __slots__ = (
+        "deliveries",
+        "exists",
+        "lsi",
+        "masked_pending",
+        "number",
+        "pq",
+        "priority",
+        "resend",
+        "saved_priority",
+        "server",
+        "triggers",
+    )
 
     def __init__(self, number: int):
         self.number = number
@@ -109,20 +122,51 @@ class Source:
         self.deliveries = 0
 
     def fields(self) -> tuple:
-        return (self.number, self.server, self.priority, self.saved_priority, self.pq, self.lsi,
-                self.exists, self.resend, self.masked_pending)
+        return (
+            self.number,
+            self.server,
+            self.priority,
+            self.saved_priority,
+            self.pq,
+            self.lsi,
+            self.exists,
+            self.resend,
+            self.masked_pending,
+        )
 
     def is_default(self) -> bool:
-        return (self.server, self.priority, self.saved_priority, self.pq, self.lsi, self.exists,
-                self.resend, self.masked_pending, self.triggers, self.deliveries) == (
-                0, MASKED, MASKED, 0, 0, 0, 0, 0, 0, 0)
+        return (
+            self.server,
+            self.priority,
+            self.saved_priority,
+            self.pq,
+            self.lsi,
+            self.exists,
+            self.resend,
+            self.masked_pending,
+            self.triggers,
+            self.deliveries,
+        ) == (0, MASKED, MASKED, 0, 0, 0, 0, 0, 0, 0)
 
 
 class Icp:
     """One ICP (S1.4): the word's fields, resend_map, irqd's counters."""
 
-    __slots__ = ("server", "cppr", "mfrr", "pending_pri", "xisr", "need_resend", "out_ee",
-                 "resend_map", "rises", "deliveries", "rejects", "resends", "ipis")
+    __slots__ = (
+        "cppr",
+        "deliveries",
+        "ipis",
+        "mfrr",
+        "need_resend",
+        "out_ee",
+        "pending_pri",
+        "rejects",
+        "resend_map",
+        "resends",
+        "rises",
+        "server",
+        "xisr",
+    )
 
     def __init__(self, server: int):
         self.server = server
@@ -157,7 +201,7 @@ class XicsModel(XicsDevice):
         self.max_icsid = 0
         self.icps: dict[int, Icp] = {}
         self._generation = 0
-        self._outputs: dict[int, int] = {}          # server -> dup'ed eventfd
+        self._outputs: dict[int, int] = {}  # server -> dup'ed eventfd
         self._irqfds: dict[int, list[tuple[int, int | None]]] = {}  # gsi -> [(trigger, resample)]
         self._closed = False
 
@@ -571,7 +615,7 @@ class XicsModel(XicsDevice):
         rets = self._rtas(token, nargs, nret, buf)
         for i, v in enumerate(rets):
             buf[nargs + i] = v & U32
-        return [_s32(v) for v in buf[nargs:nargs + max(nret, 1)]]
+        return [_s32(v) for v in buf[nargs : nargs + max(nret, 1)]]
 
     def _rtas(self, token: int, nargs: int, nret: int, buf: list[int]) -> list[int]:
         """Returns the words to write at buf[nargs...] (status first)."""
@@ -720,9 +764,17 @@ class XicsModel(XicsDevice):
         return st
 
     def info(self) -> DeviceInfo:
-        return DeviceInfo(handle=self.handle, type=lib.IRQD_KVM_DEV_TYPE_XICS, owner_uid=os.getuid(),
-                          flags=0, nr_ics=len(self.ics), nr_sources=self._configured(),
-                          nr_servers=len(self.icps), holders=1, generation=self._generation)
+        return DeviceInfo(
+            handle=self.handle,
+            type=lib.IRQD_KVM_DEV_TYPE_XICS,
+            owner_uid=os.getuid(),
+            flags=0,
+            nr_ics=len(self.ics),
+            nr_sources=self._configured(),
+            nr_servers=len(self.icps),
+            holders=1,
+            generation=self._generation,
+        )
 
     @property
     def generation(self) -> int:
@@ -742,10 +794,8 @@ class XicsModel(XicsDevice):
                     os.close(res)
 
     def __del__(self):
-        try:
+        with contextlib.suppress(OSError):
             self.close()
-        except Exception:
-            pass
 
     # -- full internal state, for differential tests ---------------------------------------
 
@@ -772,8 +822,7 @@ class XicsModel(XicsDevice):
         out = []
         for icsid in sorted(self.ics):
             for s in self.ics[icsid]:
-                out.append(s.fields() + (self.resample_flag(s.number), s.triggers & U32,
-                                         s.deliveries & U32))
+                out.append(s.fields() + (self.resample_flag(s.number), s.triggers & U32, s.deliveries & U32))
         return out
 
     def raw_icps(self) -> list[dict]:
@@ -781,9 +830,21 @@ class XicsModel(XicsDevice):
         out = []
         for server in sorted(self.icps):
             i = self.icps[server]
-            out.append(dict(server=i.server, cppr=i.cppr, mfrr=i.mfrr, pending_pri=i.pending_pri,
-                            need_resend=i.need_resend, xisr=i.xisr, out_ee=i.out_ee,
-                            resend_map=[(i.resend_map >> (64 * k)) & U64 for k in range(16)],
-                            rises=i.rises, deliveries=i.deliveries & U32, rejects=i.rejects & U32,
-                            resends=i.resends & U32, ipis=i.ipis & U32))
+            out.append(
+                {
+                    "server": i.server,
+                    "cppr": i.cppr,
+                    "mfrr": i.mfrr,
+                    "pending_pri": i.pending_pri,
+                    "need_resend": i.need_resend,
+                    "xisr": i.xisr,
+                    "out_ee": i.out_ee,
+                    "resend_map": [(i.resend_map >> (64 * k)) & U64 for k in range(16)],
+                    "rises": i.rises,
+                    "deliveries": i.deliveries & U32,
+                    "rejects": i.rejects & U32,
+                    "resends": i.resends & U32,
+                    "ipis": i.ipis & U32,
+                }
+            )
         return out

@@ -22,17 +22,20 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from irqd._core import ffi, lib
-from irqd.backend import DeviceState
 from model import HCALLS, RTAS_COUNTS, XicsModel
+
+from irqd.backend import DeviceState
 
 inproc = pytest.importorskip("irqd.inproc", reason="irqd.inproc (the in-process C backend) not built yet")
 
 U32 = 0xFFFFFFFF
 U64 = 0xFFFFFFFFFFFFFFFF
-SET, UNSET, SET_LEVEL = (lib.IRQD_KVM_INTERRUPT_SET, lib.IRQD_KVM_INTERRUPT_UNSET,
-                         lib.IRQD_KVM_INTERRUPT_SET_LEVEL)
+SET, UNSET, SET_LEVEL = (
+    lib.IRQD_KVM_INTERRUPT_SET,
+    lib.IRQD_KVM_INTERRUPT_UNSET,
+    lib.IRQD_KVM_INTERRUPT_SET_LEVEL,
+)
 XIRR_X = lib.IRQD_H_XIRR_X
 
 # ---------------------------------------------------------------------------
@@ -43,13 +46,22 @@ small_irq = st.integers(14, 40)
 edge_irq = st.integers(1018, 1030)
 odd_irq = st.sampled_from([0, 1, 2, 3, 15, 48, 2047, 2048, 4096, 1048575, 1048576, U32])
 irqs = st.one_of(small_irq, small_irq, small_irq, edge_irq, odd_irq, st.integers(0, U32))
-servers = st.one_of(st.integers(0, 2), st.integers(0, 2), st.integers(0, 2),
-                    st.sampled_from([3, 7, 2047, 2048]), st.integers(0, U32))
+servers = st.one_of(
+    st.integers(0, 2),
+    st.integers(0, 2),
+    st.integers(0, 2),
+    st.sampled_from([3, 7, 2047, 2048]),
+    st.integers(0, U32),
+)
 prio8 = st.one_of(st.sampled_from([0, 1, 3, 4, 5, 5, 6, 0xFE, 0xFF, 0xFF]), st.integers(0, 0xFF))
 prio32 = st.one_of(prio8, prio8, st.sampled_from([0x100, 0x103, 0x104, 0x1FF]), st.integers(0, U32))
 wide64 = st.one_of(prio8, prio8, st.sampled_from([0x100, 0x103, 0x104, 0x1FF]), st.integers(0, U64))
-levels = st.one_of(st.sampled_from([0, 1, SET, UNSET, SET_LEVEL]), st.sampled_from([0, 1, SET, UNSET, SET_LEVEL]),
-                   st.sampled_from([2, 0xFFFFFFFC]), st.integers(0, U32))
+levels = st.one_of(
+    st.sampled_from([0, 1, SET, UNSET, SET_LEVEL]),
+    st.sampled_from([0, 1, SET, UNSET, SET_LEVEL]),
+    st.sampled_from([2, 0xFFFFFFFC]),
+    st.integers(0, U32),
+)
 counts = st.one_of(st.integers(1, 20), st.integers(1, 20), st.sampled_from([0, 1 << 20, U32, U32 - 15]))
 attrs = st.one_of(irqs, irqs, st.builds(lambda i, h: i | h << 32, irqs, st.integers(1, U32)))
 
@@ -70,8 +82,7 @@ def icp_words(draw):
     if draw(st.integers(0, 9)) == 0:
         return draw(st.integers(0, U64))
     cppr = draw(prio8)
-    xisr = draw(st.one_of(st.just(0), st.just(2), small_irq, edge_irq, st.just(1),
-                          st.integers(0, 0xFFFFFF)))
+    xisr = draw(st.one_of(st.just(0), st.just(2), small_irq, edge_irq, st.just(1), st.integers(0, 0xFFFFFF)))
     mfrr = draw(prio8)
     if draw(st.booleans()):  # make it consistent (S3.15) when possible
         if xisr == 0:
@@ -86,9 +97,12 @@ def icp_words(draw):
     return cppr << 56 | (xisr & 0xFFFFFF) << 32 | mfrr << 24 | ppri << 16 | low
 
 
-xirrs = st.builds(lambda c, i, h: c << 24 | (i & 0xFFFFFF) | h << 32, prio8,
-                  st.one_of(irqs, st.just(2), st.just(0)),
-                  st.one_of(st.just(0), st.just(0), st.integers(0, U32)))
+xirrs = st.builds(
+    lambda c, i, h: c << 24 | (i & 0xFFFFFF) | h << 32,
+    prio8,
+    st.one_of(irqs, st.just(2), st.just(0)),
+    st.one_of(st.just(0), st.just(0), st.integers(0, U32)),
+)
 
 hcalls = st.one_of(
     st.tuples(st.just("hcall"), servers, st.just(lib.IRQD_H_XIRR), st.just(())),
@@ -97,24 +111,39 @@ hcalls = st.one_of(
     st.tuples(st.just("hcall"), servers, st.just(lib.IRQD_H_EOI), st.tuples(xirrs)),
     st.tuples(st.just("hcall"), servers, st.just(lib.IRQD_H_CPPR), st.tuples(wide64)),
     st.tuples(st.just("hcall"), servers, st.just(lib.IRQD_H_CPPR), st.tuples(prio8)),
-    st.tuples(st.just("hcall"), servers, st.just(lib.IRQD_H_IPI),
-              st.tuples(st.one_of(servers, st.integers(0, U64)), wide64)),
+    st.tuples(
+        st.just("hcall"),
+        servers,
+        st.just(lib.IRQD_H_IPI),
+        st.tuples(st.one_of(servers, st.integers(0, U64)), wide64),
+    ),
     st.tuples(st.just("hcall"), servers, st.just(lib.IRQD_H_IPOLL), st.tuples(st.one_of(servers, wide64))),
-    st.tuples(st.just("hcall"), servers, st.one_of(st.sampled_from(HCALLS), st.integers(0, 0x400)),
-              st.lists(st.integers(0, U64), max_size=4).map(tuple)),
+    st.tuples(
+        st.just("hcall"),
+        servers,
+        st.one_of(st.sampled_from(HCALLS), st.integers(0, 0x400)),
+        st.lists(st.integers(0, U64), max_size=4).map(tuple),
+    ),
 )
 
 
 @st.composite
 def rtas_calls(draw):
-    token = draw(st.one_of(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4),
-                           st.sampled_from([0, 5]), st.integers(0, U32)))
+    token = draw(
+        st.one_of(
+            st.integers(1, 4),
+            st.integers(1, 4),
+            st.integers(1, 4),
+            st.sampled_from([0, 5]),
+            st.integers(0, U32),
+        )
+    )
     nargs, nret = RTAS_COUNTS.get(token, (1, 1))
     if draw(st.integers(0, 4)) == 0:
         nargs = draw(st.integers(0, 13))
         nret = draw(st.integers(0, 13))
     args = [draw(irqs), draw(servers), draw(prio32)] + draw(st.lists(st.integers(0, U32), max_size=9))
-    args = args[:min(max(nargs, 0), 12)]
+    args = args[: min(max(nargs, 0), 12)]
     return ("rtas", token, args, nret, nargs)
 
 
@@ -139,9 +168,18 @@ ops = st.one_of(
     st.tuples(st.just("line"), st.integers(16, 20), st.just(SET)),
     st.tuples(st.just("line"), st.integers(32, 34), st.sampled_from([1, 0])),
     st.tuples(st.just("hcall"), st.integers(0, 1), st.just(lib.IRQD_H_XIRR), st.just(())),
-    st.tuples(st.just("hcall"), st.integers(0, 1), st.just(lib.IRQD_H_EOI),
-              st.tuples(st.builds(lambda c, i: c << 24 | i, st.sampled_from([0, 5, 0xFF, 0xFF]),
-                                  st.sampled_from([2, 16, 17, 18, 19, 20, 32, 33])))),
+    st.tuples(
+        st.just("hcall"),
+        st.integers(0, 1),
+        st.just(lib.IRQD_H_EOI),
+        st.tuples(
+            st.builds(
+                lambda c, i: c << 24 | i,
+                st.sampled_from([0, 5, 0xFF, 0xFF]),
+                st.sampled_from([2, 16, 17, 18, 19, 20, 32, 33]),
+            )
+        ),
+    ),
     st.tuples(st.just("batch"), st.lists(st.tuples(irqs, levels), max_size=4)),
     st.tuples(st.just("get_source"), attrs),
     st.tuples(st.just("set_source"), attrs, source_words()),
@@ -149,8 +187,11 @@ ops = st.one_of(
     st.tuples(st.just("has_source"), attrs),
     st.tuples(st.just("get_icp"), servers),
     st.tuples(st.just("set_icp"), servers, icp_words()),
-    hcalls, hcalls, hcalls,
-    rtas_calls(), rtas_calls(),
+    hcalls,
+    hcalls,
+    hcalls,
+    rtas_calls(),
+    rtas_calls(),
     st.tuples(st.just("irqfd"), st.one_of(small_irq, odd_irq), st.booleans()),
     st.tuples(st.just("irqfd_deassign"), small_irq),
     st.tuples(st.just("restore_self")),
@@ -159,20 +200,59 @@ ops = st.one_of(
 )
 
 # A short prologue makes most sequences start from a live device.
-PROLOGUE = [("connect", 0), ("connect", 1), ("create_ics", 16, 16, False), ("create_ics", 32, 8, True),
-            ("hcall", 0, lib.IRQD_H_CPPR, (0xFF,)), ("hcall", 1, lib.IRQD_H_CPPR, (0xFF,))] + [
-            ("rtas", 1, [irq, server, prio], 1, 3) for irq, server, prio in
-            ((16, 0, 5), (17, 1, 3), (18, 0, 6), (19, 0, 4), (20, 1, 5), (32, 0, 4), (33, 1, 5))]
+PROLOGUE = [
+    ("connect", 0),
+    ("connect", 1),
+    ("create_ics", 16, 16, False),
+    ("create_ics", 32, 8, True),
+    ("hcall", 0, lib.IRQD_H_CPPR, (0xFF,)),
+    ("hcall", 1, lib.IRQD_H_CPPR, (0xFF,)),
+] + [
+    ("rtas", 1, [irq, server, prio], 1, 3)
+    for irq, server, prio in (
+        (16, 0, 5),
+        (17, 1, 3),
+        (18, 0, 6),
+        (19, 0, 4),
+        (20, 1, 5),
+        (32, 0, 4),
+        (33, 1, 5),
+    )
+]
 
 # ---------------------------------------------------------------------------
 # Raw internal state of the C core
 
 RAW_SRC = struct.Struct("<IIBBBBBBBBII")
-SRC_FIELDS = ("irq", "server", "priority", "saved_priority", "pq", "lsi", "exists", "resend",
-              "masked_pending", "resample", "triggers", "deliveries")
+SRC_FIELDS = (
+    "irq",
+    "server",
+    "priority",
+    "saved_priority",
+    "pq",
+    "lsi",
+    "exists",
+    "resend",
+    "masked_pending",
+    "resample",
+    "triggers",
+    "deliveries",
+)
 assert RAW_SRC.size == ffi.sizeof("struct irqd_xics_raw_source")
-ICP_FIELDS = ("server", "cppr", "mfrr", "pending_pri", "need_resend", "xisr", "out_ee",
-              "rises", "deliveries", "rejects", "resends", "ipis")
+ICP_FIELDS = (
+    "server",
+    "cppr",
+    "mfrr",
+    "pending_pri",
+    "need_resend",
+    "xisr",
+    "out_ee",
+    "rises",
+    "deliveries",
+    "rejects",
+    "resends",
+    "ipis",
+)
 
 
 def c_handle(dev):
@@ -243,7 +323,7 @@ class Side:
 
     def __init__(self, dev):
         self.dev = dev
-        self.outputs: dict[int, list] = {}    # server -> [fd, count]
+        self.outputs: dict[int, list] = {}  # server -> [fd, count]
         self.resamples: dict[int, list] = {}  # gsi -> [[fd, count], ...]
         self.fds: list[int] = []
 
@@ -261,8 +341,10 @@ class Side:
         return e[1]
 
     def counts(self):
-        return ({s: self.drain(e) for s, e in sorted(self.outputs.items())},
-                {g: [self.drain(e) for e in es] for g, es in sorted(self.resamples.items())})
+        return (
+            {s: self.drain(e) for s, e in sorted(self.outputs.items())},
+            {g: [self.drain(e) for e in es] for g, es in sorted(self.resamples.items())},
+        )
 
     def close(self):
         try:
@@ -342,8 +424,9 @@ class Lockstep:
 
     def fail(self, what: str):
         steps = "\n".join(self.log[-12:])
-        raise AssertionError(f"C core and model differ after step {len(self.log)}: {what}\n"
-                             f"last steps:\n{steps}")
+        raise AssertionError(
+            f"C core and model differ after step {len(self.log)}: {what}\nlast steps:\n{steps}"
+        )
 
     def new_pair_from(self, state: DeviceState) -> None:
         """restore() the same state into a fresh pair; keep going on it if it worked."""
@@ -430,8 +513,7 @@ def run_lockstep(seq, prologue=True) -> None:
         ls.close()
 
 
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-                derandomize=False)
+SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 
 
 # hypothesis keeps lists short unless told: min_size makes every example a
@@ -474,18 +556,43 @@ dense_ops = st.one_of(
     st.tuples(st.just("line"), st.integers(32, 34), st.sampled_from([1, 0])),
     st.tuples(st.just("hcall"), st.integers(0, 1), st.just(lib.IRQD_H_XIRR), st.just(())),
     st.tuples(st.just("hcall"), st.integers(0, 1), st.just(lib.IRQD_H_XIRR), st.just(())),
-    st.tuples(st.just("hcall"), st.integers(0, 1), st.just(lib.IRQD_H_EOI),
-              st.tuples(st.builds(lambda c, i: c << 24 | i, st.sampled_from([0, 3, 5, 0xFF, 0xFF]),
-                                  st.sampled_from([2] + DENSE_IRQS)))),
-    st.tuples(st.just("hcall"), st.integers(0, 1), st.just(lib.IRQD_H_CPPR),
-              st.tuples(st.sampled_from([0, 3, 4, 5, 6, 0xFF, 0x1FF, 0x104]))),
-    st.tuples(st.just("hcall"), st.integers(0, 1), st.just(lib.IRQD_H_CPPR),
-              st.tuples(st.sampled_from([3, 4, 5, 6]))),
-    st.tuples(st.just("hcall"), st.integers(0, 1), st.just(lib.IRQD_H_IPI),
-              st.tuples(st.integers(0, 2), st.sampled_from([0, 3, 4, 5, 6, 0xFF, 0x104]))),
-    st.builds(lambda t, i, s, p: ("rtas", t, [i, s, p], 1 if t != 2 else 3, 3 if t == 1 else 1),
-              st.sampled_from([1, 1, 3, 4, 2]), st.sampled_from(DENSE_IRQS), st.integers(0, 2),
-              st.sampled_from([3, 4, 5, 6, 0xFF, 0x1FF])),
+    st.tuples(
+        st.just("hcall"),
+        st.integers(0, 1),
+        st.just(lib.IRQD_H_EOI),
+        st.tuples(
+            st.builds(
+                lambda c, i: c << 24 | i,
+                st.sampled_from([0, 3, 5, 0xFF, 0xFF]),
+                st.sampled_from([2] + DENSE_IRQS),
+            )
+        ),
+    ),
+    st.tuples(
+        st.just("hcall"),
+        st.integers(0, 1),
+        st.just(lib.IRQD_H_CPPR),
+        st.tuples(st.sampled_from([0, 3, 4, 5, 6, 0xFF, 0x1FF, 0x104])),
+    ),
+    st.tuples(
+        st.just("hcall"),
+        st.integers(0, 1),
+        st.just(lib.IRQD_H_CPPR),
+        st.tuples(st.sampled_from([3, 4, 5, 6])),
+    ),
+    st.tuples(
+        st.just("hcall"),
+        st.integers(0, 1),
+        st.just(lib.IRQD_H_IPI),
+        st.tuples(st.integers(0, 2), st.sampled_from([0, 3, 4, 5, 6, 0xFF, 0x104])),
+    ),
+    st.builds(
+        lambda t, i, s, p: ("rtas", t, [i, s, p], 1 if t != 2 else 3, 3 if t == 1 else 1),
+        st.sampled_from([1, 1, 3, 4, 2]),
+        st.sampled_from(DENSE_IRQS),
+        st.integers(0, 2),
+        st.sampled_from([3, 4, 5, 6, 0xFF, 0x1FF]),
+    ),
     st.tuples(st.just("set_icp"), st.integers(0, 1), icp_words()),
     st.tuples(st.just("set_icp"), st.integers(0, 1), dense_icp_words()),
     st.tuples(st.just("set_icp"), st.integers(0, 1), dense_icp_words()),
@@ -505,11 +612,17 @@ def test_dense_delivery_sequences(seq):
 # test_scenarios.py; this adds the hidden state (resend vs masked_pending,
 # need_resend, resend_map, counters) after every step of X-001..X-070.
 
-from scenarios import SCENARIOS  # noqa: E402
-from test_scenarios import MACROS, num  # noqa: E402
+from scenarios import SCENARIOS
+from test_scenarios import MACROS, num
 
-_HC = {"xirr": lib.IRQD_H_XIRR, "xirr_x": lib.IRQD_H_XIRR_X, "eoi": lib.IRQD_H_EOI,
-       "cppr": lib.IRQD_H_CPPR, "ipi": lib.IRQD_H_IPI, "ipoll": lib.IRQD_H_IPOLL}
+_HC = {
+    "xirr": lib.IRQD_H_XIRR,
+    "xirr_x": lib.IRQD_H_XIRR_X,
+    "eoi": lib.IRQD_H_EOI,
+    "cppr": lib.IRQD_H_CPPR,
+    "ipi": lib.IRQD_H_IPI,
+    "ipoll": lib.IRQD_H_IPOLL,
+}
 _RT = {"set_xive": (1, 3, 1), "get_xive": (2, 1, 3), "int_off": (3, 1, 1), "int_on": (4, 1, 1)}
 
 

@@ -7,12 +7,12 @@ import errno
 import os
 
 import pytest
-
 from irqd._core import lib
-from irqd.backend import DeviceState
 from model import MASKED, XICS_IPI, XicsModel
 from scenarios import SCENARIOS
 from test_scenarios import ScenarioFailure, run_scenario
+
+from irqd.backend import DeviceState
 
 H_CPPR, H_EOI, H_XIRR = lib.IRQD_H_CPPR, lib.IRQD_H_EOI, lib.IRQD_H_XIRR
 
@@ -212,8 +212,9 @@ class NoQueue(XicsModel):
         return super()._irq_line(irq, level)
 
 
-@pytest.mark.parametrize("wrong, sid, where", [(EqualPriorityDisplaces, "X-023", "step 3"),
-                                               (NoQueue, "X-009", "step 4")])
+@pytest.mark.parametrize(
+    "wrong, sid, where", [(EqualPriorityDisplaces, "X-023", "step 3"), (NoQueue, "X-009", "step 4")]
+)
 def test_interpreter_reports_scenario_step_expected_and_got(wrong, sid, where):
     sc = next(s for s in SCENARIOS if s["id"] == sid)
     with pytest.raises(ScenarioFailure) as e:

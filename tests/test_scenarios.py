@@ -20,6 +20,7 @@ ascending); ``same A B`` compares dumps.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib.util
 import os
@@ -27,10 +28,9 @@ import re
 from pathlib import Path
 
 import pytest
-
 from irqd._core import lib
-from scenarios import SCENARIOS
 from model import XicsModel
+from scenarios import SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT.parent / "shared" / "xics-semantics.md"
@@ -45,8 +45,11 @@ NAMES = {
     "UNSET": lib.IRQD_KVM_INTERRUPT_UNSET,
     "SET_LEVEL": lib.IRQD_KVM_INTERRUPT_SET_LEVEL,
 }
-STATUS = {"H_SUCCESS": lib.IRQD_H_SUCCESS, "H_PARAMETER": lib.IRQD_H_PARAMETER,
-          "H_HARDWARE": lib.IRQD_H_HARDWARE}
+STATUS = {
+    "H_SUCCESS": lib.IRQD_H_SUCCESS,
+    "H_PARAMETER": lib.IRQD_H_PARAMETER,
+    "H_HARDWARE": lib.IRQD_H_HARDWARE,
+}
 STATUS_NAME = {v: k for k, v in STATUS.items()}
 ICP_STATE = lib.IRQD_KVM_REG_PPC_ICP_STATE
 
@@ -72,7 +75,7 @@ class Err:
 
     def __str__(self):
         names = [n for n, v in vars(errno).items() if n.startswith("E") and v == self.errno]
-        return "-" + (sorted(names, key=len)[-1] if names else str(self.errno))
+        return "-" + (max(names, key=len) if names else str(self.errno))
 
     __repr__ = __str__
 
@@ -125,10 +128,8 @@ class Runner:
 
     def close(self) -> None:
         for d in self.devs.values():
-            try:
+            with contextlib.suppress(OSError):
                 d.close()
-            except Exception:
-                pass
         for fd in self.fds:
             os.close(fd)
 
@@ -273,13 +274,15 @@ class Runner:
     def check(self, label: str, text: str, expected_text: str) -> None:
         got = self.op(text)
         exp = self.parse_expected(expected_text)
-        ok = len(got) == len(exp) and all(e == "tb" or (type(e) is type(g) and e == g)
-                                          for e, g in zip(exp, got))
+        ok = len(got) == len(exp) and all(
+            e == "tb" or (type(e) is type(g) and e == g) for e, g in zip(exp, got)
+        )
         if not ok:
             raise ScenarioFailure(
                 f"{self.sc['id']} {self.sc['title']}\n  {label}: `{text}`\n"
                 f"  expected: {expected_text}\n  got:      {self.fmt(got, expected_text)}"
-                + (f"\n  note: {self.sc['notes']}" if self.sc["notes"] else ""))
+                + (f"\n  note: {self.sc['notes']}" if self.sc["notes"] else "")
+            )
 
     def setup(self, items: list[str]) -> None:
         for item in items:
@@ -288,8 +291,9 @@ class Runner:
                 continue
             got = self.op(item)
             if not got or got[0] != 0:
-                raise ScenarioFailure(f"{self.sc['id']} setup `{item}` must succeed, got "
-                                      f"{self.fmt(got, '0x')}")
+                raise ScenarioFailure(
+                    f"{self.sc['id']} setup `{item}` must succeed, got {self.fmt(got, '0x')}"
+                )
 
     def run(self) -> None:
         self.dev("A")
@@ -365,12 +369,18 @@ def test_scenario_data_is_complete():
 
 def test_scenario_data_matches_doc():
     if not DOC.exists():
-        pytest.skip(f"{DOC} not present next to the checkout; cannot compare the committed "
-                    "scenario data with the semantics doc")
-    spec = importlib.util.spec_from_file_location("extract_scenarios", ROOT / "tools" / "extract_scenarios.py")
+        pytest.skip(
+            f"{DOC} not present next to the checkout; cannot compare the committed "
+            "scenario data with the semantics doc"
+        )
+    spec = importlib.util.spec_from_file_location(
+        "extract_scenarios", ROOT / "tools" / "extract_scenarios.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     fresh = mod.parse(DOC.read_text(encoding="utf-8"))
-    assert fresh == SCENARIOS, ("tests/scenarios.py is stale: regenerate it with "
-                                "`python tools/extract_scenarios.py > tests/scenarios.py`")
+    assert fresh == SCENARIOS, (
+        "tests/scenarios.py is stale: regenerate it with "
+        "`python tools/extract_scenarios.py > tests/scenarios.py`"
+    )
     assert (ROOT / "tests" / "scenarios.py").read_text() == mod.render(fresh)

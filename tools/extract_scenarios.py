@@ -73,12 +73,12 @@ def parse(text: str) -> list[dict]:
             continue
         try:
             if line.startswith("Setup:"):
-                cur["setup"] = _split_items(line[len("Setup:"):])
+                cur["setup"] = _split_items(line[len("Setup:") :])
                 state = "setup"
             elif line.startswith("Steps:"):
                 state = "steps"
             elif line.startswith("Expect:"):
-                for part in line[len("Expect:"):].split(";"):
+                for part in line[len("Expect:") :].split(";"):
                     q = _QUERY.match(part.strip())
                     if not q:
                         raise ParseError(f"cannot read expect item {part.strip()!r}")
