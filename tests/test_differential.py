@@ -593,6 +593,8 @@ dense_ops = st.one_of(
         st.integers(0, 2),
         st.sampled_from([3, 4, 5, 6, 0xFF, 0x1FF]),
     ),
+    # int-off / int-on alone (X-016 - X-021 territory: saved priority, masked_pending)
+    st.builds(lambda t, i: ("rtas", t, [i], 1, 1), st.sampled_from([3, 3, 4]), st.sampled_from(DENSE_IRQS)),
     st.tuples(st.just("set_icp"), st.integers(0, 1), icp_words()),
     st.tuples(st.just("set_icp"), st.integers(0, 1), dense_icp_words()),
     st.tuples(st.just("set_icp"), st.integers(0, 1), dense_icp_words()),
