@@ -33,7 +33,9 @@
  *                   [--clients N] [--rounds K] [--only rtt,oneway,batch,clients]
  *                   [--dump FILE]   (every client round trip: client round start_ns rtt_ns)
  *                   [--daemon-pid PID] (also irqd_daemon_cpu_*: the daemon's CPU time,
- *                                   all threads, per request / record / batch entry)
+ *                                   all threads, per request / record / batch entry; and
+ *                                   irqd_clients_daemon_waited: how long the daemon sat
+ *                                   runnable but off-CPU during the clients phase)
  */
 #include "bench.h"
 
@@ -65,8 +67,16 @@ static uint64_t main_triggers;  /* triggers sent on the main connection */
 static uint64_t main_records;   /* records sent on the main connection */
 static int daemon_pid;          /* --daemon-pid: report the daemon's CPU time per request */
 
-/* CPU time the daemon has run so far (all its threads), ns; 0 if unknown. */
+/* CPU time the daemon has run so far (all its threads), ns; 0 if unknown.
+ * field 0 of schedstat: time on a CPU; field 1: time runnable, waiting. */
+static uint64_t daemon_schedstat(int field);
+
 static uint64_t daemon_cpu_ns(void)
+{
+	return daemon_schedstat(0);
+}
+
+static uint64_t daemon_schedstat(int field)
 {
 	char path[64];
 	DIR *d;
@@ -87,8 +97,10 @@ static uint64_t daemon_cpu_ns(void)
 			continue;
 		snprintf(f, sizeof(f), "/proc/%d/task/%s/schedstat", daemon_pid, e->d_name);
 		if ((fp = fopen(f, "r"))) {
-			if (fscanf(fp, "%llu", &ns) == 1)
-				sum += ns;
+			unsigned long long wait;
+
+			if (fscanf(fp, "%llu %llu", &ns, &wait) == 2)
+				sum += field == 0 ? ns : wait;
 			fclose(fp);
 		}
 	}
@@ -606,8 +618,16 @@ int main(int argc, char **argv)
 		daemon_cpu_figure("batch1000", tag, cpu0, main_triggers - t0, 1, "ns/entry");
 	}
 	check_trigger_count(&main_conn);
-	if (strstr(only, "clients"))
+	if (strstr(only, "clients")) {
+		uint64_t waited = daemon_schedstat(1);
+
 		clients(nclients, tag);
+		if (daemon_pid > 0) {
+			/* runnable but not running: other work had the daemon's CPU */
+			snprintf(name, sizeof(name), "irqd_clients_daemon_waited_%s", tag);
+			figure(name, (double)(daemon_schedstat(1) - waited) / 1e6, "ms");
+		}
+	}
 	close(main_conn.fd);
 	return 0;
 }

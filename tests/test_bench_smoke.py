@@ -177,6 +177,8 @@ def test_irqd_bench(exe, bench_daemon):
     positive(figs, "irqd_daemon_cpu_oneway_same", "us/record")
     positive(figs, "irqd_daemon_cpu_batch64_same", "ns/entry")
     positive(figs, "irqd_daemon_cpu_batch1000_same", "ns/entry")
+    waited = figs["irqd_clients_daemon_waited_same"]
+    assert waited["unit"] == "ms" and waited["value"] >= 0
     assert figs["irqd_clients_total_same"]["value"] == 8
     assert figs["irqd_clients_served_same"]["value"] == 8
     med = positive(figs, "irqd_clients_median_same", "us")
