@@ -56,7 +56,7 @@ def test_asan_module_is_instrumented(asan_build):
 
 
 def test_core_c_unit_tests_under_asan_ubsan_lsan(asan_build):
-    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=1", UBSAN_OPTIONS="print_stacktrace=1")
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:use_sigaltstack=0", UBSAN_OPTIONS="print_stacktrace=1")
     p = subprocess.run([str(asan_build / "test_core")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     out = p.stdout + p.stderr
     _no_reports(out)
@@ -109,7 +109,7 @@ def test_c_harness_under_asan_against_asan_daemon(asan_build, tmp_path):
         maps = Path(f"/proc/{daemon.proc.pid}/maps").read_text()
         assert str((ASAN_DIR / "irqd").resolve()) + "/_core" in maps, "daemon did not load the ASan module"
         assert "libasan" in maps
-        env = dict(os.environ, IRQD_SOCKET=str(daemon.sock), ASAN_OPTIONS="detect_leaks=1:abort_on_error=1",
+        env = dict(os.environ, IRQD_SOCKET=str(daemon.sock), ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:use_sigaltstack=0",
                    UBSAN_OPTIONS="print_stacktrace=1")
         p = subprocess.run([str(asan_build / "harness")], cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=300)
