@@ -291,38 +291,50 @@ struct opdef {
 	uint8_t known;
 	uint8_t has_handle;         /* u32 handle at payload offset 0 */
 	uint8_t where;              /* RUN_C or RUN_PY */
+	uint8_t flags_off;          /* payload offset of a u32 flags field, or NONE */
+	uint8_t reserved_off;       /* payload offset of a u32 reserved field, or NONE */
+	uint32_t flags_ok;          /* the flag bits defined for flags_off */
 };
+
+#define NONE 0xFF
+#define OFF(s, f) ((uint8_t)offsetof(struct s, f))
 
 static const struct opdef *opdef(uint16_t type)
 {
-#define OP(t, s, h, w) [t] = { (s), 1, (h), (w) }
+	/* OP: no payload flags; OPF: flags field s.flags with bits ok; then the
+	 * reserved field, if any (abi.md check 7 reads both from here). */
+#define OP(t, s, h, w, res) [t] = { sizeof(struct s), 1, (h), (w), NONE, (res), 0 }
+#define OPF(t, s, h, w, ok, res) [t] = { sizeof(struct s), 1, (h), (w), OFF(s, flags), (res), (ok) }
 	static const struct opdef ops[0x41] = {
-		OP(IRQD_MSG_HELLO, sizeof(struct irqd_hello), 0, RUN_PY),
-		OP(IRQD_MSG_CREATE_DEVICE, sizeof(struct irqd_create_device), 0, RUN_PY),
-		OP(IRQD_MSG_DESTROY_DEVICE, sizeof(struct irqd_handle), 1, RUN_PY),
-		OP(IRQD_MSG_ATTACH, sizeof(struct irqd_handle), 1, RUN_PY),
-		OP(IRQD_MSG_LIST_DEVICES, 0, 0, RUN_PY),
-		OP(IRQD_MSG_IRQ_LINE, sizeof(struct irqd_irq_level), 1, RUN_C),
-		OP(IRQD_MSG_IRQ_LINE_BATCH, sizeof(struct irqd_irq_batch), 1, RUN_C),
-		OP(IRQD_MSG_SET_DEVICE_ATTR, sizeof(struct irqd_device_attr), 1, RUN_C),
-		OP(IRQD_MSG_GET_DEVICE_ATTR, sizeof(struct irqd_device_attr), 1, RUN_C),
-		OP(IRQD_MSG_HAS_DEVICE_ATTR, sizeof(struct irqd_device_attr), 1, RUN_C),
-		OP(IRQD_MSG_CREATE_ICS, sizeof(struct irqd_create_ics), 1, RUN_C),
-		OP(IRQD_MSG_CONNECT_VCPU, sizeof(struct irqd_connect_vcpu), 1, RUN_C),
-		OP(IRQD_MSG_GET_ONE_REG, sizeof(struct irqd_one_reg), 1, RUN_C),
-		OP(IRQD_MSG_SET_ONE_REG, sizeof(struct irqd_one_reg), 1, RUN_C),
-		OP(IRQD_MSG_HCALL, sizeof(struct irqd_hcall), 1, RUN_C),
-		OP(IRQD_MSG_RTAS, sizeof(struct irqd_rtas), 1, RUN_C),
-		OP(IRQD_MSG_IRQFD, sizeof(struct irqd_irqfd), 1, RUN_PY),
-		OP(IRQD_MSG_SET_OUTPUT, sizeof(struct irqd_output), 1, RUN_PY),
-		OP(IRQD_MSG_DUMP_STATE, sizeof(struct irqd_handle), 1, RUN_PY),
-		OP(IRQD_MSG_GET_STATS, sizeof(struct irqd_handle), 1, RUN_PY),
-		OP(IRQD_MSG_RESTORE_BEGIN, sizeof(struct irqd_handle), 1, RUN_PY),
-		OP(IRQD_MSG_RESTORE_COMMIT, sizeof(struct irqd_handle), 1, RUN_PY),
-		OP(IRQD_MSG_RESTORE_ABORT, sizeof(struct irqd_handle), 1, RUN_PY),
-		OP(IRQD_MSG_RING_SETUP, sizeof(struct irqd_ring_setup), 1, RUN_PY),
+		OP(IRQD_MSG_HELLO, irqd_hello, 0, RUN_PY, OFF(irqd_hello, reserved)),
+		OPF(IRQD_MSG_CREATE_DEVICE, irqd_create_device, 0, RUN_PY, IRQD_CREATE_TEST | IRQD_CREATE_PERSIST,
+		    OFF(irqd_create_device, reserved)),
+		OP(IRQD_MSG_DESTROY_DEVICE, irqd_handle, 1, RUN_PY, OFF(irqd_handle, reserved)),
+		OP(IRQD_MSG_ATTACH, irqd_handle, 1, RUN_PY, OFF(irqd_handle, reserved)),
+		[IRQD_MSG_LIST_DEVICES] = { 0, 1, 0, RUN_PY, NONE, NONE, 0 },
+		OP(IRQD_MSG_IRQ_LINE, irqd_irq_level, 1, RUN_C, OFF(irqd_irq_level, reserved)),
+		OP(IRQD_MSG_IRQ_LINE_BATCH, irqd_irq_batch, 1, RUN_C, NONE),
+		OPF(IRQD_MSG_SET_DEVICE_ATTR, irqd_device_attr, 1, RUN_C, 0, OFF(irqd_device_attr, reserved)),
+		OPF(IRQD_MSG_GET_DEVICE_ATTR, irqd_device_attr, 1, RUN_C, 0, OFF(irqd_device_attr, reserved)),
+		OPF(IRQD_MSG_HAS_DEVICE_ATTR, irqd_device_attr, 1, RUN_C, 0, OFF(irqd_device_attr, reserved)),
+		OPF(IRQD_MSG_CREATE_ICS, irqd_create_ics, 1, RUN_C, IRQD_ICS_LEVEL, NONE),
+		OPF(IRQD_MSG_CONNECT_VCPU, irqd_connect_vcpu, 1, RUN_C, 0, OFF(irqd_connect_vcpu, reserved)),
+		OP(IRQD_MSG_GET_ONE_REG, irqd_one_reg, 1, RUN_C, NONE),
+		OP(IRQD_MSG_SET_ONE_REG, irqd_one_reg, 1, RUN_C, NONE),
+		OP(IRQD_MSG_HCALL, irqd_hcall, 1, RUN_C, NONE),
+		OP(IRQD_MSG_RTAS, irqd_rtas, 1, RUN_C, NONE),
+		OPF(IRQD_MSG_IRQFD, irqd_irqfd, 1, RUN_PY, IRQD_IRQFD_DEASSIGN | IRQD_IRQFD_RESAMPLE,
+		    OFF(irqd_irqfd, reserved)),
+		OPF(IRQD_MSG_SET_OUTPUT, irqd_output, 1, RUN_PY, IRQD_OUTPUT_DEASSIGN, OFF(irqd_output, reserved)),
+		OP(IRQD_MSG_DUMP_STATE, irqd_handle, 1, RUN_PY, OFF(irqd_handle, reserved)),
+		OP(IRQD_MSG_GET_STATS, irqd_handle, 1, RUN_PY, OFF(irqd_handle, reserved)),
+		OP(IRQD_MSG_RESTORE_BEGIN, irqd_handle, 1, RUN_PY, OFF(irqd_handle, reserved)),
+		OP(IRQD_MSG_RESTORE_COMMIT, irqd_handle, 1, RUN_PY, OFF(irqd_handle, reserved)),
+		OP(IRQD_MSG_RESTORE_ABORT, irqd_handle, 1, RUN_PY, OFF(irqd_handle, reserved)),
+		OPF(IRQD_MSG_RING_SETUP, irqd_ring_setup, 1, RUN_PY, IRQD_RING_DEASSIGN, OFF(irqd_ring_setup, reserved)),
 	};
 #undef OP
+#undef OPF
 	return type < sizeof(ops) / sizeof(ops[0]) && ops[type].known ? &ops[type] : NULL;
 }
 
@@ -453,106 +465,20 @@ static const char *irq_line_reason(struct irqd_xics *x, uint32_t irq)
 	return "was refused";
 }
 
-/* Reserved fields and unknown flag bits (abi.md check 7). */
-static int check_reserved(struct irqd_wire_out *o, const struct msg *m)
+/* Reserved fields and unknown flag bits (abi.md check 7), from the table. */
+static int check_reserved(struct irqd_wire_out *o, const struct msg *m, const struct opdef *d)
 {
-	const uint8_t *p = m->pl;
-	uint32_t v;
-	switch (m->h.type) {
-	case IRQD_MSG_HELLO:
-		if (rd32(p, offsetof(struct irqd_hello, reserved)))
-			goto reserved_hello;
-		return 0;
-	reserved_hello:
-		fail(o, m, EINVAL, PL(irqd_hello, reserved), "reserved field must be 0");
+	if (d->flags_off != NONE) {
+		uint32_t v = rd32(m->pl, d->flags_off);
+		if (v & ~d->flags_ok) {
+			fail(o, m, EINVAL, HDR + d->flags_off, "unknown flags 0x%x%s", v & ~d->flags_ok,
+			     d->flags_ok ? "" : " (must be 0)");
+			return -1;
+		}
+	}
+	if (d->reserved_off != NONE && rd32(m->pl, d->reserved_off)) {
+		fail(o, m, EINVAL, HDR + d->reserved_off, "reserved field must be 0");
 		return -1;
-	case IRQD_MSG_CREATE_DEVICE:
-		v = rd32(p, offsetof(struct irqd_create_device, flags));
-		if (v & ~(uint32_t)(IRQD_CREATE_TEST | IRQD_CREATE_PERSIST)) {
-			fail(o, m, EINVAL, PL(irqd_create_device, flags), "unknown flags 0x%x", v);
-			return -1;
-		}
-		if (rd32(p, offsetof(struct irqd_create_device, reserved))) {
-			fail(o, m, EINVAL, PL(irqd_create_device, reserved), "reserved field must be 0");
-			return -1;
-		}
-		return 0;
-	case IRQD_MSG_DESTROY_DEVICE: case IRQD_MSG_ATTACH: case IRQD_MSG_DUMP_STATE:
-	case IRQD_MSG_GET_STATS: case IRQD_MSG_RESTORE_BEGIN: case IRQD_MSG_RESTORE_COMMIT:
-	case IRQD_MSG_RESTORE_ABORT:
-		if (rd32(p, offsetof(struct irqd_handle, reserved))) {
-			fail(o, m, EINVAL, PL(irqd_handle, reserved), "reserved field must be 0");
-			return -1;
-		}
-		return 0;
-	case IRQD_MSG_IRQ_LINE:
-		if (rd32(p, offsetof(struct irqd_irq_level, reserved))) {
-			fail(o, m, EINVAL, PL(irqd_irq_level, reserved), "reserved field must be 0");
-			return -1;
-		}
-		return 0;
-	case IRQD_MSG_SET_DEVICE_ATTR: case IRQD_MSG_GET_DEVICE_ATTR: case IRQD_MSG_HAS_DEVICE_ATTR:
-		v = rd32(p, offsetof(struct irqd_device_attr, flags));
-		if (v) {
-			fail(o, m, EINVAL, PL(irqd_device_attr, flags), "unknown flags 0x%x (must be 0)", v);
-			return -1;
-		}
-		if (rd32(p, offsetof(struct irqd_device_attr, reserved))) {
-			fail(o, m, EINVAL, PL(irqd_device_attr, reserved), "reserved field must be 0");
-			return -1;
-		}
-		return 0;
-	case IRQD_MSG_CREATE_ICS:
-		v = rd32(p, offsetof(struct irqd_create_ics, flags));
-		if (v & ~(uint32_t)IRQD_ICS_LEVEL) {
-			fail(o, m, EINVAL, PL(irqd_create_ics, flags), "unknown flags 0x%x", v);
-			return -1;
-		}
-		return 0;
-	case IRQD_MSG_CONNECT_VCPU:
-		v = rd32(p, offsetof(struct irqd_connect_vcpu, flags));
-		if (v) {
-			fail(o, m, EINVAL, PL(irqd_connect_vcpu, flags), "unknown flags 0x%x (must be 0)", v);
-			return -1;
-		}
-		if (rd32(p, offsetof(struct irqd_connect_vcpu, reserved))) {
-			fail(o, m, EINVAL, PL(irqd_connect_vcpu, reserved), "reserved field must be 0");
-			return -1;
-		}
-		return 0;
-	case IRQD_MSG_IRQFD:
-		v = rd32(p, offsetof(struct irqd_irqfd, flags));
-		if (v & ~(uint32_t)(IRQD_IRQFD_DEASSIGN | IRQD_IRQFD_RESAMPLE)) {
-			fail(o, m, EINVAL, PL(irqd_irqfd, flags), "unknown flags 0x%x", v);
-			return -1;
-		}
-		if (rd32(p, offsetof(struct irqd_irqfd, reserved))) {
-			fail(o, m, EINVAL, PL(irqd_irqfd, reserved), "reserved field must be 0");
-			return -1;
-		}
-		return 0;
-	case IRQD_MSG_SET_OUTPUT:
-		v = rd32(p, offsetof(struct irqd_output, flags));
-		if (v & ~(uint32_t)IRQD_OUTPUT_DEASSIGN) {
-			fail(o, m, EINVAL, PL(irqd_output, flags), "unknown flags 0x%x", v);
-			return -1;
-		}
-		if (rd32(p, offsetof(struct irqd_output, reserved))) {
-			fail(o, m, EINVAL, PL(irqd_output, reserved), "reserved field must be 0");
-			return -1;
-		}
-		return 0;
-	case IRQD_MSG_RING_SETUP:
-		v = rd32(p, offsetof(struct irqd_ring_setup, flags));
-		if (v & ~(uint32_t)IRQD_RING_DEASSIGN) {
-			fail(o, m, EINVAL, PL(irqd_ring_setup, flags), "unknown flags 0x%x", v);
-			return -1;
-		}
-		if (rd32(p, offsetof(struct irqd_ring_setup, reserved))) {
-			fail(o, m, EINVAL, PL(irqd_ring_setup, reserved), "reserved field must be 0");
-			return -1;
-		}
-		return 0;
 	}
 	return 0;
 }
@@ -890,7 +816,7 @@ static int handle(struct irqd_registry *r, struct irqd_wire_conn *c, struct irqd
 			}
 	}
 	/* check 7: reserved fields, unknown flags; then state-free form checks */
-	if (check_reserved(o, m) || check_form(o, m))
+	if (check_reserved(o, m, d) || check_form(o, m))
 		goto done;
 	/* checks 8-9: handle, owner */
 	if (d->has_handle) {
