@@ -732,22 +732,18 @@ class Daemon:
         w = conn.work
         while w is not None and not conn.closed and len(conn.outq) < OUTQ_LIMIT:
             if w.dump is not None:
-                if w.dump_dev.x == ffi.NULL:  # destroyed while this dump was paused
-                    hdr = ffi.new("struct irqd_msghdr *")
-                    ffi.memmove(hdr, w.dump_hdr, 16)
+                dev = w.dump_dev
+                if dev.x == ffi.NULL:  # destroyed while this dump was paused
                     self.cur = conn
-                    self._put_error(ffi.cast("uint8_t *", hdr), -errno.EBADF,
-                                    f"device {w.dump_dev.handle} was destroyed during the dump", -1)
-                    self._collect(conn)
+                    self._put_error(ffi.cast("uint8_t *", w.dump_hdr), -errno.EBADF,
+                                    f"device {dev.handle} was destroyed during the dump", -1)
+                    more = 0
+                else:
+                    more = lib.irqd_wire_dump_step(dev.x, dev.handle, w.dump_hdr, w.dump, out)
+                self._collect(conn)
+                if not more:
                     w.dump = w.dump_dev = w.dump_hdr = None
                     conn.pos[0] = w.after_dump
-                    continue
-                more = lib.irqd_wire_dump_step(w.dump_dev.x, w.dump_dev.handle, w.dump_hdr, w.dump, out)
-                self._collect(conn)
-                if more:
-                    continue
-                w.dump = w.dump_dev = w.dump_hdr = None
-                conn.pos[0] = w.after_dump
                 continue
             out.n_errors = 0
             out.n_notify = 0
@@ -844,12 +840,12 @@ class Daemon:
             self._put_error(hdr, -errno.EIO, "internal error in irqd (logged)", -1)
 
     def _put(self, conn: Conn, req, mtype: int, flags: int, payload) -> None:
-        """Append a data reply, moving full records to conn's queue as needed."""
-        data = ffi.from_buffer(payload) if isinstance(payload, (bytes, bytearray)) else payload
-        size = len(payload) if isinstance(payload, (bytes, bytearray)) else ffi.sizeof(payload[0])
-        if lib.irqd_wire_put(self.out, req, mtype, flags, data, size) < 0:
+        """Append a data reply (payload: a pointer to its struct), moving full
+        records to conn's queue as needed."""
+        size = ffi.sizeof(payload[0])
+        if lib.irqd_wire_put(self.out, req, mtype, flags, payload, size) < 0:
             self._collect(conn)
-            if lib.irqd_wire_put(self.out, req, mtype, flags, data, size) < 0:
+            if lib.irqd_wire_put(self.out, req, mtype, flags, payload, size) < 0:
                 raise MemoryError
 
     def _put_error(self, hdr, err: int, msg: str | None, offs: int) -> None:
