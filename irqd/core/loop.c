@@ -148,13 +148,12 @@ static int send_records(int fd, struct irqd_wire_out *o)
 	uint32_t start = 0, i;
 	for (i = 0; i < o->n_ends; i++) {
 		uint32_t end = o->ends[i];
-		ssize_t n = send(fd, o->buf + start, end - start, MSG_DONTWAIT | MSG_NOSIGNAL);
+		ssize_t n;
+		do
+			n = send(fd, o->buf + start, end - start, MSG_DONTWAIT | MSG_NOSIGNAL);
+		while (n < 0 && errno == EINTR);
 		if (n < 0) {
 			int err = errno;
-			if (err == EINTR) {
-				i--;
-				continue;
-			}
 			/* keep records i.. : shift them (and the open record) to the front */
 			memmove(o->buf, o->buf + start, o->len - start);
 			for (uint32_t k = i; k < o->n_ends; k++)
