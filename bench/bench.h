@@ -13,6 +13,7 @@
 
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -63,6 +64,32 @@ static inline void figure(const char *name, double value, const char *unit)
 {
 	printf("%s %.6g %s\n", name, value, unit);
 	fflush(stdout);
+}
+
+/*
+ * A hang guard that costs nothing per call: alarm(2) ends the program with a
+ * message when one stage has not finished within `seconds`.  Benchmarks use
+ * plain blocking socket calls (no SO_RCVTIMEO, whose timer adds to every
+ * blocking call), so a peer that stops answering is caught here instead.
+ */
+static const char *watchdog_what = "";
+
+static void watchdog_fire(int sig)
+{
+	static const char pre[] = "watchdog: no progress within the time allowed: ";
+
+	(void)sig;
+	if (write(2, pre, sizeof(pre) - 1) < 0 ||
+	    write(2, watchdog_what, strlen(watchdog_what)) < 0 || write(2, "\n", 1) < 0)
+		_exit(3);
+	_exit(3);
+}
+
+static inline void watchdog(unsigned seconds, const char *what)
+{
+	watchdog_what = what;
+	signal(SIGALRM, watchdog_fire);
+	alarm(seconds);
 }
 
 static inline void skipped(const char *name, const char *reason)
