@@ -34,7 +34,7 @@ struct loop_ent {
 	int used;
 	int fast;
 	uint32_t events;
-	uint32_t streak;            /* the last wakeup found a second record: the client streams */
+	uint32_t hits;              /* how often reading on found a record: EWMA, 0..HITS_MAX */
 	uint32_t probe;             /* wakeups since a ping-pong client was last probed */
 	uint64_t tag;
 	struct irqd_wire_conn *conn;
@@ -229,6 +229,11 @@ static int push(struct irqd_loop_event *ev, uint32_t *n, uint32_t max, uint64_t 
 	return 1;
 }
 
+/* hits: EWMA with weight 1/8 of "reading on found a record", scaled to 0..256 */
+#define HITS_SHIFT 3
+#define HITS_MAX   256u
+#define HITS_HALF  (HITS_MAX / 2)
+
 /* Serve a fast connection: returns an event kind to report, or 0. */
 static uint32_t serve(struct loop_ent *e, struct irqd_registry *r, struct irqd_wire_out *o,
 		      struct irqd_loop_record *rec)
@@ -236,21 +241,29 @@ static uint32_t serve(struct loop_ent *e, struct irqd_registry *r, struct irqd_w
 	uint32_t got = 0;
 	for (int burst = 0; burst < IRQD_LOOP_BURST; burst++) {
 		int rc;
-		/* A request/reply client has nothing more after its record: a second
-		 * recvmsg would only say EAGAIN, a syscall on every round trip.  Read
-		 * on only for clients seen streaming, and probe the others now and then. */
-		if (got == 1 && !e->streak && (e->probe++ & 15))
+		/*
+		 * After a record is answered, read on (another recvmsg) or go back
+		 * to epoll_wait?  Reading on wins when the next record is already
+		 * there: a client that streams, or a ping-pong client on our CPU,
+		 * which our reply woke and which ran and sent its next request
+		 * before we got the CPU back.  It loses for a ping-pong client on
+		 * another CPU: the recvmsg only says EAGAIN.  Either wrong guess
+		 * costs about one syscall, so read on while it found a record at
+		 * least half the time (hits, a moving average), and probe now and
+		 * then while it did not, so that a change of pattern is seen.
+		 */
+		if (got == 1 && e->hits < HITS_HALF && (e->probe++ & 15))
 			return 0;
 		rc = read_record(e->fd, rec);
 		if (rc == 0) {
-			if (got == 1)
-				e->streak = 0;
+			if (got >= 1)
+				e->hits -= e->hits >> HITS_SHIFT;
 			return 0;
 		}
 		if (rc < 0)
 			return IRQD_EV_CLOSED;
-		if (++got == 2)
-			e->streak = 1;
+		if (++got >= 2)
+			e->hits += (HITS_MAX >> HITS_SHIFT) - (e->hits >> HITS_SHIFT);
 		e->conn->fd_index = 0;
 		/* fds, truncation: the daemon's fd accounting handles the whole record */
 		if (rec->nfds || rec->ctrunc || rec->flags)
