@@ -25,6 +25,7 @@ import os
 import struct
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 
 from irqd._core import ffi, lib
@@ -178,6 +179,17 @@ class Ring:
                     _setup(self.dev, lib.IRQD_RING_DEASSIGN, 0, [])
             finally:
                 self._release()
+
+    def __del__(self) -> None:
+        # Dropped without close(): give back this process's memfd, doorbell
+        # and mapping (no socket I/O from a finalizer; the daemon keeps its
+        # own mapping and consumer until the device goes or DEASSIGN).
+        if getattr(self, "closed", True) or getattr(self, "_lock", None) is None:
+            return
+        warnings.warn(f"ring of device {getattr(self.dev, 'handle', '?')} was not closed",
+                      ResourceWarning, stacklevel=2)
+        self.closed = True
+        self._release()
 
     def __enter__(self) -> Ring:  # noqa: PYI034
         return self

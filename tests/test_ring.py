@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gc
 import json
 import mmap
 import os
@@ -319,6 +320,26 @@ def test_ring_trigger_raises_the_vcpu_output_eventfd(client):
             assert status == 0 and xirr & 0xFFFFFF == MSI
     finally:
         os.close(out)
+    dev.destroy()
+
+
+def test_dropped_ring_gives_back_its_fds_and_mapping(client):
+    dev = _device(client)
+    before = set(os.listdir("/proc/self/fd"))
+    r = dev.open_ring(6)
+    mine = {str(r.memfd), str(r.doorbell)}
+    assert mine <= set(os.listdir("/proc/self/fd"))
+    maps = open("/proc/self/maps").read().count("irqd-ring")
+    assert maps >= 1
+    with pytest.warns(ResourceWarning, match="was not closed"):
+        del r
+        gc.collect()
+    assert set(os.listdir("/proc/self/fd")) - before == set()
+    assert open("/proc/self/maps").read().count("irqd-ring") == maps - 1
+    # the daemon's side is untouched: the device still has its ring
+    with pytest.raises(OSError) as e:
+        dev.open_ring(6)
+    assert e.value.errno == errno.EEXIST
     dev.destroy()
 
 
