@@ -1,5 +1,5 @@
 """A device with every valid source configured: 1,048,560 sources in 1024
-ICS blocks (16 B per source in the core)."""
+ICS blocks (12 B per source in the core)."""
 
 from __future__ import annotations
 

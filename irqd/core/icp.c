@@ -89,7 +89,7 @@ again:
 		return;
 	s = &ics->src[irq & XICS_SRC_MASK];
 	ics_lock(ics);
-	w = atomic_load_explicit(&s->state, RELAXED);
+	w = src_load(ics, s, RELAXED);
 	server = src_server(w);
 	if (!icp || icp->server != server) {
 		icp = icp_find(x, server);
@@ -105,7 +105,7 @@ again:
 		ics_unlock(ics);
 		return;
 	}
-	src_update(s, SRC_RESEND, 0);
+	src_update(ics, s, SRC_RESEND, 0);
 
 	if (src_prio(w) == XICS_MASKED) {
 		/*
@@ -113,7 +113,7 @@ again:
 		 * so the unmask delivers it, also when this is the redelivery of
 		 * a rejected interrupt (QEMU loses it, QUIRK-3, X-068).
 		 */
-		src_update(s, 0, SRC_MASKED_PEND);
+		src_update(ics, s, 0, SRC_MASKED_PEND);
 		ics_unlock(ics);
 		return;
 	}
@@ -145,13 +145,13 @@ again:
 		 * the top instead of leaving it stranded.  Sequentially
 		 * need_resend is always still set here.
 		 */
-		src_update(s, 0, SRC_RESEND);
+		src_update(ics, s, 0, SRC_RESEND);
 		bit = ics->icsid;
 		atomic_fetch_or_explicit(&icp->resend_map[bit / 64], 1ull << (bit % 64),
 					 memory_order_release);
 		atomic_thread_fence(memory_order_seq_cst);
 		if (!(icp_load(icp) & ICP_NEED_RESEND)) {
-			src_update(s, SRC_RESEND, 0);
+			src_update(ics, s, SRC_RESEND, 0);
 			ics_unlock(ics);
 			check_resend = false;
 			goto again;
@@ -185,7 +185,7 @@ void icp_check_resend(struct irqd_xics *x, struct icp *icp)
 			continue;
 		for (i = 0; i < XICS_PER_ICS; i++) {
 			/* read without the lock; deliver re-checks under it */
-			if (!(atomic_load_explicit(&ics->src[i].state, RELAXED) & SRC_RESEND))
+			if (!(src_load(ics, &ics->src[i], RELAXED) & SRC_RESEND))
 				continue;
 			icp_deliver_irq(x, icp, icsid << XICS_ICS_SHIFT | i, true);
 		}

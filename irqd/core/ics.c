@@ -41,7 +41,7 @@ int ics_deliver_irq(struct irqd_xics *x, uint32_t irq, uint32_t level)
 {
 	struct ics *ics = ics_find(x, irq);
 	struct ics_src *s;
-	uint64_t old, new;
+	uint32_t old, new;      /* stored form: only pq changes here */
 	unsigned pq_new;
 	bool lsi;
 
@@ -49,13 +49,13 @@ int ics_deliver_irq(struct irqd_xics *x, uint32_t irq, uint32_t level)
 		return -EINVAL;
 	s = &ics->src[irq & XICS_SRC_MASK];
 	old = atomic_load_explicit(&s->state, memory_order_acquire);
-	if (!(old & SRC_EXISTS))
+	if (!(old & P_EXISTS))
 		return -EINVAL;
 
 	/* the source type decides, not the level value */
 	level = (level == 1 || level == IRQD_KVM_INTERRUPT_SET ||
 		 level == IRQD_KVM_INTERRUPT_SET_LEVEL);
-	lsi = old & SRC_LSI;
+	lsi = old & P_LSI;
 	if (!lsi && !level)
 		return 0;  /* no-op for an MSI */
 	if (level)
@@ -64,7 +64,7 @@ int ics_deliver_irq(struct irqd_xics *x, uint32_t irq, uint32_t level)
 	do {
 		if (lsi) {
 			if (level) {
-				if (src_pq(old) & PQ_PRESENTED) {
+				if (p_pq(old) & PQ_PRESENTED) {
 					/* setting an already set LSI */
 					gen_bump(x);  /* the trigger counter moved */
 					return 0;
@@ -75,9 +75,9 @@ int ics_deliver_irq(struct irqd_xics *x, uint32_t irq, uint32_t level)
 			}
 		} else {
 			/* old P moves to Q (at most one queued occurrence) */
-			pq_new = ((src_pq(old) << 1) & 3u) | PQ_PRESENTED;
+			pq_new = ((p_pq(old) << 1) & 3u) | PQ_PRESENTED;
 		}
-		new = src_with_pq(old, pq_new);
+		new = p_with_pq(old, pq_new);
 	} while (!atomic_compare_exchange_weak(&s->state, &old, new));
 
 	/* P = 1, Q = 0: the only case where a trigger presents */
@@ -126,21 +126,21 @@ int ics_eoi(struct irqd_xics *x, struct icp *icp, uint32_t irq)
 	struct ics *ics = ics_find(x, irq);
 	struct ics_src *s;
 	struct rs_map *rs;
-	uint64_t old, new;
+	uint32_t old, new;      /* stored form */
 	unsigned pq_new;
 	uint32_t idx = irq & XICS_SRC_MASK, icsid = irq >> XICS_ICS_SHIFT;
 
 	if (!ics)
 		return IRQD_H_PARAMETER;  /* the Down_CPPR of H_EOI stays */
 	s = &ics->src[idx];
-	/* s.exists is not checked */
+	/* s.exists is not checked; stored form: only pq changes */
 	old = atomic_load_explicit(&s->state, memory_order_acquire);
-	if (old & SRC_LSI) {
-		pq_new = src_pq(old);
+	if (old & P_LSI) {
+		pq_new = p_pq(old);
 	} else {
 		do {
-			pq_new = src_pq(old) >> 1;  /* Q moves to P */
-			new = src_with_pq(old, pq_new);
+			pq_new = p_pq(old) >> 1;  /* Q moves to P */
+			new = p_with_pq(old, pq_new);
 		} while (!atomic_compare_exchange_weak(&s->state, &old, new));
 	}
 	if (pq_new & PQ_PRESENTED)
@@ -155,9 +155,9 @@ int ics_eoi(struct irqd_xics *x, struct icp *icp, uint32_t irq)
 	rs = xics_rs_map(x, icsid, false);
 	if (rs && (atomic_load_explicit(&rs->resample[idx / 64], RELAXED) & (1ull << (idx % 64)))) {
 		old = atomic_load_explicit(&s->state, RELAXED);
-		if (old & SRC_LSI) {
+		if (old & P_LSI) {
 			do {
-				new = src_with_pq(old, 0);
+				new = p_with_pq(old, 0);
 			} while (!atomic_compare_exchange_weak(&s->state, &old, new));
 		}
 		xics_record_ack(x, irq);
@@ -203,7 +203,7 @@ int irqd_xics_get_source(struct irqd_xics *x, uint64_t attr, uint64_t *value)
 	if (!ics)
 		return -ENOENT;
 	/* one atomic load is a consistent snapshot of every field */
-	w = atomic_load_explicit(&ics->src[irq & XICS_SRC_MASK].state, memory_order_acquire);
+	w = src_load(ics, &ics->src[irq & XICS_SRC_MASK], memory_order_acquire);
 	if (!(w & SRC_EXISTS))
 		return -ENOENT;
 	*value = ics_get_word(w);
@@ -254,7 +254,7 @@ int irqd_xics_set_source(struct irqd_xics *x, uint64_t attr, uint64_t val)
 	 */
 	ics = ics_find(x, irq);
 	s = ics ? &ics->src[irq & XICS_SRC_MASK] : NULL;
-	if (!s || !(atomic_load(&s->state) & SRC_EXISTS)) {
+	if (!s || !(src_load(ics, s, memory_order_seq_cst) & SRC_EXISTS)) {
 		pthread_mutex_lock(&x->lock);
 		locked_dev = true;
 		ics = xics_get_or_create_ics(x, irq >> XICS_ICS_SHIFT);
@@ -264,8 +264,13 @@ int irqd_xics_set_source(struct irqd_xics *x, uint64_t attr, uint64_t val)
 		}
 		s = &ics->src[irq & XICS_SRC_MASK];
 	}
+	if (src_reserve_server(ics, server) < 0) {
+		if (locked_dev)
+			pthread_mutex_unlock(&x->lock);
+		return -ENOMEM;
+	}
 	ics_lock(ics);
-	old = atomic_exchange(&s->state, w);
+	old = src_xchg(ics, s, w);
 	ics_unlock(ics);
 	if (!(old & SRC_EXISTS))
 		atomic_fetch_add(&x->nr_sources, 1);
@@ -302,7 +307,7 @@ int irqd_xics_create_ics(struct irqd_xics *x, uint32_t first, uint32_t count, ui
 			irq |= XICS_SRC_MASK;  /* skip the rest of an absent ICS */
 			continue;
 		}
-		if (atomic_load(&ics->src[irq & XICS_SRC_MASK].state) & SRC_EXISTS) {
+		if (src_load(ics, &ics->src[irq & XICS_SRC_MASK], memory_order_seq_cst) & SRC_EXISTS) {
 			ret = -EEXIST;
 			goto out;
 		}
@@ -336,7 +341,7 @@ int irqd_xics_create_ics(struct irqd_xics *x, uint32_t first, uint32_t count, ui
 			irq = icsid << XICS_ICS_SHIFT | idx;
 			if (irq < first || irq >= end)
 				continue;
-			atomic_store(&ics->src[idx].state, w);
+			atomic_store(&ics->src[idx].state, src_pack(w));
 		}
 		ics_unlock(ics);
 	}
@@ -354,7 +359,7 @@ out:
 static bool write_xive(struct ics *ics, struct ics_src *s, bool keep_server,
 		       uint32_t server, uint32_t priority, bool saved_from_prio, uint32_t saved)
 {
-	uint64_t old = atomic_load_explicit(&s->state, RELAXED), new;
+	uint64_t old = src_load(ics, s, RELAXED), new;
 	bool deliver;
 
 	ics_lock(ics);
@@ -370,7 +375,7 @@ static bool write_xive(struct ics *ics, struct ics_src *s, bool keep_server,
 			new &= ~(SRC_MASKED_PEND | SRC_RESEND);
 			deliver = true;
 		}
-	} while (!atomic_compare_exchange_weak(&s->state, &old, new));
+	} while (!src_cas(ics, s, &old, new));
 	ics_unlock(ics);
 	return deliver;
 }
@@ -414,7 +419,7 @@ static int32_t rtas_int_on(struct irqd_xics *x, uint32_t irq)
 		return IRQD_RTAS_PARAM_ERROR;
 	s = &ics->src[irq & XICS_SRC_MASK];
 	/* the kernel reads server and saved priority outside the lock too */
-	w = atomic_load(&s->state);
+	w = src_load(ics, s, memory_order_seq_cst);
 	server = src_server(w);
 	saved = src_saved(w);
 	icp = icp_find(x, server);
@@ -458,7 +463,7 @@ int irqd_xics_rtas(struct irqd_xics *x, uint32_t token, uint32_t nargs, uint32_t
 			rets[0] = (uint32_t)IRQD_RTAS_PARAM_ERROR;
 			break;
 		}
-		w = atomic_load(&ics->src[buf[0] & XICS_SRC_MASK].state);
+		w = src_load(ics, &ics->src[buf[0] & XICS_SRC_MASK], memory_order_seq_cst);
 		rets[0] = 0;
 		rets[1] = src_server(w);
 		rets[2] = src_prio(w);  /* the current one, 0xFF when masked */

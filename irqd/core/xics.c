@@ -61,8 +61,9 @@ struct ics *xics_ics_alloc(uint32_t icsid)
 		return NULL;
 	atomic_init(&ics->lock, 0);
 	ics->icsid = icsid;
+	atomic_init(&ics->srv_ext, NULL);
 	for (i = 0; i < XICS_PER_ICS; i++) {
-		atomic_init(&ics->src[i].state, SRC_INITIAL);
+		atomic_init(&ics->src[i].state, src_pack(SRC_INITIAL));
 		atomic_init(&ics->src[i].triggers, 0);
 		atomic_init(&ics->src[i].deliveries, 0);
 	}
@@ -71,7 +72,23 @@ struct ics *xics_ics_alloc(uint32_t icsid)
 
 void xics_ics_destroy(struct ics *ics)
 {
+	if (ics)
+		free((void *)atomic_load(&ics->srv_ext));
 	free(ics);
+}
+
+int src_reserve_server(struct ics *ics, uint32_t server)
+{
+	_Atomic uint32_t *ext, *none = NULL;
+
+	if (server < SRV_ESC || atomic_load_explicit(&ics->srv_ext, memory_order_acquire))
+		return 0;
+	ext = calloc(XICS_PER_ICS, sizeof(*ext));
+	if (!ext)
+		return -ENOMEM;
+	if (!atomic_compare_exchange_strong(&ics->srv_ext, &none, ext))
+		free((void *)ext);   /* another writer made it first */
+	return 0;
 }
 
 /* x->lock held: publish a fully initialised block, then raise max_icsid
@@ -178,7 +195,7 @@ uint32_t irqd_xics_dump_sources(struct irqd_xics *x, uint32_t from_irq,
 	if (from_irq >= XICS_NR_IRQS || !max)
 		return 0;
 	FOR_EACH_SOURCE_FROM(x, from_irq, ics, idx) {
-		w = atomic_load_explicit(&ics->src[idx].state, memory_order_acquire);
+		w = src_load(ics, &ics->src[idx], memory_order_acquire);
 		if (!(w & SRC_EXISTS))
 			continue;
 		out[n].handle = 0;
@@ -201,7 +218,7 @@ uint32_t irqd_xics_source_stats(struct irqd_xics *x, uint32_t from_irq,
 	FOR_EACH_SOURCE_FROM(x, from_irq, ics, idx) {
 		struct ics_src *s = &ics->src[idx];
 
-		if (!(atomic_load_explicit(&s->state, RELAXED) & SRC_EXISTS))
+		if (!(src_load(ics, s, RELAXED) & SRC_EXISTS))
 			continue;
 		out[n].handle = 0;
 		out[n].irq = ics->icsid << XICS_ICS_SHIFT | idx;
@@ -353,7 +370,7 @@ uint32_t irqd_xics_export_sources(struct irqd_xics *x, uint32_t from_irq,
 		struct ics_src *s = &ics->src[idx];
 
 		irq = ics->icsid << XICS_ICS_SHIFT | idx;
-		w = atomic_load_explicit(&s->state, memory_order_acquire);
+		w = src_load(ics, s, memory_order_acquire);
 		rs = atomic_load_explicit(&x->rs[ics->icsid], memory_order_acquire);
 		memset(&out[n], 0, sizeof(out[n]));
 		out[n].irq = irq;
@@ -454,6 +471,9 @@ int irqd_xics_import_source(struct irqd_xics *x, const struct irqd_xics_raw_sour
 	if (irq >= XICS_NR_IRQS || in->pq > 3 || in->lsi > 1 || in->exists > 1 ||
 	    in->resend > 1 || in->masked_pending > 1 || in->resample > 1)
 		return -EINVAL;
+	/* a state the core never makes (saved != priority, not masked) */
+	if (in->priority != XICS_MASKED && in->saved_priority != in->priority)
+		return -EINVAL;
 	if (in->resample) {
 		rs = xics_rs_map(x, irq >> XICS_ICS_SHIFT, true);
 		if (!rs)
@@ -477,8 +497,12 @@ int irqd_xics_import_source(struct irqd_xics *x, const struct irqd_xics_raw_sour
 		w |= SRC_RESEND;
 	if (in->masked_pending)
 		w |= SRC_MASKED_PEND;
+	if (src_reserve_server(ics, in->server) < 0) {
+		pthread_mutex_unlock(&x->lock);
+		return -ENOMEM;
+	}
 	ics_lock(ics);
-	old = atomic_exchange(&s->state, w);
+	old = src_xchg(ics, s, w);
 	atomic_store(&s->triggers, in->triggers);
 	atomic_store(&s->deliveries, in->deliveries);
 	ics_unlock(ics);

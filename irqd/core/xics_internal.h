@@ -22,6 +22,12 @@
  *    (IRQ_LINE, EOI).  Therefore writers under ics->lock also change the
  *    word with CAS loops (src_update), so they never undo a concurrent pq
  *    change.
+ *    Source words are stored in 32 bits (src_pack); src_load / src_cas /
+ *    src_xchg convert, and the trigger and EOI loops, which change only pq,
+ *    CAS the stored form directly.  A server too big for the stored word
+ *    is in the block's srv_ext, written under ics->lock before the word
+ *    that refers to it; the array is published once with a CAS and freed
+ *    with its block.
  *  - An ICP is one _Atomic uint64_t word changed only by icp_try_update()
  *    (a single CAS that also computes out_ee); no lock protects it.  An ICP
  *    CAS may happen with one ICS lock held.
@@ -67,7 +73,8 @@
 #define RESEND_WORDS     IRQD_ICP_RESEND_MAP_SIZE
 
 /*
- * Source word (struct ics_irq_state packed into 64 bits):
+ * Source word, logical form (struct ics_irq_state in 64 bits), the form
+ * every function here works on:
  *   0-31 server, 32-39 priority, 40-47 saved_priority, 48-49 pq,
  *   50 lsi, 51 exists, 52 resend, 53 masked_pending.
  * `number` is implicit (icsid << 10 | index).
@@ -95,18 +102,64 @@ static inline uint64_t src_with_pq(uint64_t w, unsigned pq)
 	return (w & ~SRC_PQ_MASK) | ((uint64_t)(pq & 3u) << SRC_PQ_SHIFT);
 }
 
-/* 16 bytes per source (decisions.md memory budget). */
+/*
+ * Stored form: 32 bits, so that a source with its two GET_STATS counters
+ * takes 12 bytes (decisions.md budget: 16 B per source, counters included;
+ * 16 B entries plus each block's allocation overhead came to 16.02 B).
+ *   0-7 pri, 8 masked, 9-10 pq, 11 lsi, 12 exists, 13 resend,
+ *   14 masked_pending, 15-31 server (SRV_ESC: in the block's srv_ext).
+ * priority and saved_priority share one field: every writer (write_xive,
+ * SET of GRP_SOURCES, CREATE_ICS) leaves saved == priority unless priority
+ * is MASKED, as in the kernel, so "masked" + pri keeps both.  Import checks
+ * a restart record for it (EINVAL otherwise).  Servers of unmasked sources
+ * are ICPs (< IRQD_MAX_SERVERS); only a masked one set through GRP_SOURCES
+ * can name any u32, and one >= SRV_ESC lives in a per-block side array,
+ * allocated the first time (src_reserve_server).
+ */
+#define P_PRI_MASK       0xFFu
+#define P_MASKED         (1u << 8)
+#define P_FLAGS_SHIFT    9            /* pq and the four flags, logical bits 48-53 */
+#define P_SERVER_SHIFT   15
+#define SRV_ESC          0x1FFFFu     /* 17 bits; this value: see srv_ext */
+/* the stored form's pq, lsi and exists, for the trigger and EOI CAS loops,
+ * which change pq only and so need no conversion */
+#define P_PQ_SHIFT       P_FLAGS_SHIFT
+#define P_PQ_MASK        (3u << P_PQ_SHIFT)
+#define P_LSI            ((uint32_t)(SRC_LSI >> SRC_PQ_SHIFT) << P_FLAGS_SHIFT)
+#define P_EXISTS         ((uint32_t)(SRC_EXISTS >> SRC_PQ_SHIFT) << P_FLAGS_SHIFT)
+_Static_assert(P_LSI == 1u << 11 && P_EXISTS == 1u << 12, "stored flag bits");
+
+static inline unsigned p_pq(uint32_t p) { return (p >> P_PQ_SHIFT) & 3u; }
+static inline uint32_t p_with_pq(uint32_t p, unsigned pq)
+{
+	return (p & ~P_PQ_MASK) | (uint32_t)(pq & 3u) << P_PQ_SHIFT;
+}
+
+static inline uint32_t src_pack(uint64_t w)
+{
+	uint32_t server = src_server(w);
+	uint32_t p = src_prio(w) == XICS_MASKED ? P_MASKED | src_saved(w) : src_prio(w);
+
+	p |= (uint32_t)((w >> SRC_PQ_SHIFT) & 0x3Fu) << P_FLAGS_SHIFT;
+	p |= (server >= SRV_ESC ? SRV_ESC : server) << P_SERVER_SHIFT;
+	return p;
+}
+
+/* 12 bytes per source (decisions.md memory budget: 16 B, counters included). */
 struct ics_src {
-	_Atomic uint64_t state;
+	_Atomic uint32_t state;     /* stored form: src_load / src_cas / src_xchg */
 	_Atomic uint32_t triggers;
 	_Atomic uint32_t deliveries;
 };
 
-_Static_assert(sizeof(struct ics_src) == 16, "16 bytes per source, counters included");
+_Static_assert(sizeof(struct ics_src) == 12, "12 bytes per source, counters included");
 
 struct ics {
 	_Atomic int lock;
 	uint32_t icsid;
+	/* servers >= SRV_ESC, by index; NULL until the first such one.  An
+	 * entry is written under lock, before the word that points to it. */
+	_Atomic(_Atomic uint32_t *) srv_ext;
 	struct ics_src src[XICS_PER_ICS];
 };
 
@@ -259,20 +312,66 @@ static inline void ics_unlock(struct ics *ics)
 	atomic_store_explicit(&ics->lock, 0, memory_order_release);
 }
 
+/* ---- source words: stored <-> logical form (see src_pack) ---- */
+
+static inline uint64_t src_unpack(const struct ics *ics, const struct ics_src *s, uint32_t p)
+{
+	uint64_t pri = p & P_PRI_MASK, server = p >> P_SERVER_SHIFT;
+
+	if (server == SRV_ESC) {
+		/* a lock-free reader racing with a SET of another such server
+		 * may pair it with the other fields of the previous word */
+		_Atomic uint32_t *ext = atomic_load_explicit(&ics->srv_ext, memory_order_acquire);
+		server = ext ? atomic_load_explicit(&ext[s - ics->src], memory_order_relaxed) : SRV_ESC;
+	}
+	return server | ((p & P_MASKED) ? (uint64_t)XICS_MASKED : pri) << SRC_PRIO_SHIFT |
+	       pri << SRC_SAVED_SHIFT | (uint64_t)((p >> P_FLAGS_SHIFT) & 0x3Fu) << SRC_PQ_SHIFT;
+}
+
+static inline uint64_t src_load(const struct ics *ics, struct ics_src *s, memory_order mo)
+{
+	return src_unpack(ics, s, atomic_load_explicit(&s->state, mo));
+}
+
+/* CAS on the logical form: *old must be what src_load gave (or the last
+ * failed src_cas left), which packs back to the stored word exactly. */
+static inline bool src_cas(const struct ics *ics, struct ics_src *s, uint64_t *old, uint64_t new)
+{
+	uint32_t po = src_pack(*old);
+
+	if (atomic_compare_exchange_weak(&s->state, &po, src_pack(new)))
+		return true;
+	*old = src_unpack(ics, s, po);
+	return false;
+}
+
+/* Before taking ics->lock to store a word with this server: make room in
+ * srv_ext if it needs one.  0 or -ENOMEM. */
+int src_reserve_server(struct ics *ics, uint32_t server);
+
+/* Under ics->lock: replace the whole word (src_reserve_server done). */
+static inline uint64_t src_xchg(struct ics *ics, struct ics_src *s, uint64_t w)
+{
+	if (src_server(w) >= SRV_ESC)
+		atomic_store_explicit(&atomic_load(&ics->srv_ext)[s - ics->src], src_server(w),
+				      memory_order_relaxed);
+	return src_unpack(ics, s, atomic_exchange(&s->state, src_pack(w)));
+}
+
 /*
  * Change the non-pq fields of a source word under ics->lock: keep whatever
  * pq a concurrent IRQ_LINE / EOI CAS has put there.  `clear` and `set` must
  * not contain pq bits.  Returns the word before the change.
  */
-static inline uint64_t src_update(struct ics_src *s, uint64_t clear, uint64_t set)
+static inline uint64_t src_update(const struct ics *ics, struct ics_src *s, uint64_t clear, uint64_t set)
 {
-	uint64_t old = atomic_load_explicit(&s->state, RELAXED), new;
+	uint64_t old = src_load(ics, s, RELAXED), new;
 
 	do {
 		new = (old & ~clear) | set;
 		if (new == old)
 			return old;
-	} while (!atomic_compare_exchange_weak(&s->state, &old, new));
+	} while (!src_cas(ics, s, &old, new));
 	return old;
 }
 
