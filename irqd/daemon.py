@@ -933,7 +933,7 @@ class Daemon:
             if c is not None:
                 c.held.discard(dev.handle)
         if _malloc_trim is not None:
-            _malloc_trim(0)  # a full device is 16 MiB of ICS blocks: give it back to the system now
+            _malloc_trim(0)  # a full device is 12 MiB of ICS blocks: give it back to the system now
         log.info("device %d destroyed", dev.handle)
 
     def op_destroy(self, conn, w, req, payload, hdr) -> None:
