@@ -64,6 +64,7 @@ class Limits:
         self.max_devices_per_uid: int = args.max_devices_per_uid
         self.max_sources_per_uid: int = args.max_sources_per_uid
         self.max_fds_per_uid: int = args.max_fds_per_uid
+        self.max_queued_per_uid: int = args.max_queued_per_uid
         self.reattach_grace: float = args.reattach_grace
 
 
@@ -371,6 +372,12 @@ class Daemon:
         self.next_tag = 1
         self.fast = True                 # serve idle connections in C (off while tracing)
         self.conns: dict[int, Conn] = {}
+        # reply bytes queued in the daemon per uid (--max-queued-per-uid), the
+        # connections waiting for their uid to drain, and uids to look at again
+        self.uid_queued: dict[int, int] = {}
+        self.uid_paused: dict[int, set[Conn]] = {}
+        self.resume_uids: set[int] = set()
+        self.stopping = False
         self.devices: dict[int, Device] = {}
         self.next_handle = 1
         self.next_conn = 1
@@ -509,6 +516,8 @@ class Daemon:
                 self.stop_requested = True
             for i in range(max(n, 0)):
                 self._dispatch(self.evs[i])
+            if self.resume_uids:
+                self._resume_paused()
             self._periodic()
         return self.shutdown()
 
@@ -533,6 +542,7 @@ class Daemon:
         shutdown hooks (state saving), then close everything."""
         self.notify("STOPPING=1")
         log.info("stopping: %s", self.status_text())
+        self.stopping = True   # answer what was read, whatever the queue caps
         self.unwatch(self.listener.fileno(), self.listen_tag)
         deadline = time.monotonic() + 2.0
         for conn in list(self.conns.values()):
@@ -618,7 +628,9 @@ class Daemon:
         if conn.work is not None:
             conn.work.close_untaken()
             conn.work = None
+        self._dequeued(conn, sum(len(r) for r in conn.outq))
         conn.outq.clear()
+        self.uid_paused.get(conn.uid, set()).discard(conn)
         del self.conns[conn.id]
         for handle in sorted(conn.held):
             dev = self.devices.get(handle)
@@ -637,19 +649,77 @@ class Daemon:
         """A connection in slow mode (replies queued, or tracing)."""
         if events & (select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR):
             self._flush(conn)
-            if not conn.closed and conn.work is not None and len(conn.outq) < OUTQ_LIMIT:
+            if not conn.closed and conn.work is not None and self._servable(conn):
                 self._serve(conn)
         if events & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
             # several records per wakeup while the connection keeps up with its replies
             for _ in range(READ_BURST):
-                if conn.closed or conn.work is not None or conn.outq or not self._read_record(conn):
+                if (conn.closed or conn.work is not None or conn.outq or self._over(conn.uid)
+                        or not self._read_record(conn)):
                     break
+        if (not conn.closed and events & (select.EPOLLHUP | select.EPOLLERR) and not conn.outq
+                and self._over(conn.uid)):
+            # paused for its uid's queue and the peer is gone: epoll reports
+            # HUP whatever the interest, so waiting would spin
+            self.close_conn(conn, "peer hung up while its uid's reply queue was full")
         if not conn.closed:
             self._update_interest(conn)
 
+    # -- reply queues: per connection (OUTQ_LIMIT) and per uid (--max-queued-per-uid) --
+    def _over(self, uid: int) -> bool:
+        return self.uid_queued.get(uid, 0) >= self.limits.max_queued_per_uid and not self.stopping
+
+    def _servable(self, conn: Conn) -> bool:
+        return len(conn.outq) < OUTQ_LIMIT and not self._over(conn.uid)
+
+    def _queue(self, conn: Conn, rec: bytes) -> None:
+        conn.outq.append(rec)
+        uid = conn.uid
+        was = self.uid_queued.get(uid, 0)
+        self.uid_queued[uid] = was + len(rec)
+        if was < self.limits.max_queued_per_uid <= was + len(rec):
+            # over: stop reading every connection of this uid (the idle ones
+            # are served by the C loop, which does not look at the cap)
+            log.info("uid %d has %d reply bytes queued (--max-queued-per-uid %d): pausing its connections",
+                     uid, was + len(rec), self.limits.max_queued_per_uid)
+            for c in [c for c in self.conns.values() if c.uid == uid and c is not conn and not c.outq]:
+                self._update_interest(c)
+
+    def _dequeued(self, conn: Conn, n: int) -> None:
+        if not n:
+            return
+        uid = conn.uid
+        left = self.uid_queued.get(uid, 0) - n
+        if left > 0:
+            self.uid_queued[uid] = left
+        else:
+            self.uid_queued.pop(uid, None)
+        if self.uid_paused.get(uid) and left < self.limits.max_queued_per_uid:
+            self.resume_uids.add(uid)
+
+    def _resume_paused(self) -> None:
+        """Serve again the connections of uids that drained below their cap."""
+        uids, self.resume_uids = self.resume_uids, set()
+        for uid in uids:
+            if self._over(uid):
+                continue
+            for conn in sorted(self.uid_paused.pop(uid, ()), key=lambda c: c.id):
+                if conn.closed:
+                    continue
+                if conn.work is not None and self._servable(conn):
+                    self._serve(conn)
+                if not conn.closed:
+                    self._update_interest(conn)
+
     def _update_interest(self, conn: Conn) -> None:
-        """Fast (served by the C loop) when idle; else report writability."""
-        if conn.outq or conn.work is not None:
+        """Fast (served by the C loop) when idle; else report writability;
+        nothing while its uid's queue is over the cap (paused)."""
+        if conn.outq:
+            want = (0, select.EPOLLOUT)
+        elif self._over(conn.uid):
+            want = (0, 0)
+            self.uid_paused.setdefault(conn.uid, set()).add(conn)
+        elif conn.work is not None:
             want = (0, select.EPOLLOUT)
         else:
             want = (1, select.EPOLLIN) if self.fast else (0, select.EPOLLIN)
@@ -722,7 +792,7 @@ class Daemon:
             start = 0
             for i in range(n):
                 end = out.ends[i]
-                conn.outq.append(buf[start:end])
+                self._queue(conn, buf[start:end])
                 start = end
         lib.irqd_wire_out_compact(out)
 
@@ -730,7 +800,7 @@ class Daemon:
         """Process conn's current record until it is done or its reply queue is full."""
         out = self.out
         w = conn.work
-        while w is not None and not conn.closed and len(conn.outq) < OUTQ_LIMIT:
+        while w is not None and not conn.closed and self._servable(conn):
             if w.dump is not None:
                 dev = w.dump_dev
                 if dev.x == ffi.NULL:  # destroyed while this dump was paused
@@ -789,7 +859,7 @@ class Daemon:
             except OSError as e:
                 self.close_conn(conn, e.strerror or "send failed")
                 return
-            q.popleft()
+            self._dequeued(conn, len(q.popleft()))
 
     # -- output eventfds and resample ------------------------------------------
     def _notify_devices(self, out) -> None:
@@ -1242,6 +1312,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 4194304: four fully configured devices; ENOSPC past it)")
     p.add_argument("--max-fds-per-uid", type=_positive, default=4096,
                    help="irqfd and output eventfds one uid's devices may hold (default 4096)")
+    p.add_argument("--max-queued-per-uid", type=_positive, default=32 << 20, metavar="BYTES",
+                   help="reply bytes the daemon holds for one uid's connections that do not read "
+                        "them; past it, that uid's connections are not read until they drain "
+                        "(default 33554432: 32 MiB)")
     p.add_argument("--trace", metavar="PATH",
                    help="debugging and tests: append every received record and irqfd event, in the order "
                         "applied, to PATH (binary; see TRACE_HEAD in irqd/daemon.py)")

@@ -480,3 +480,75 @@ def test_one_uid_cannot_exhaust_the_daemons_fd_table_with_fds_in_flight():
         for fd in (ready_r, ready_w, go_r, go_w):
             os.close(fd)
         assert d.stop() == 0
+
+
+def _queue_hog(path: str, out_w: int, go_r: int) -> None:
+    """Runs as an unprivileged uid: 8 connections each ask for a ~8 MB dump
+    and never read; then one more connection of the same uid says HELLO."""
+    c = Raw(path)
+    big = c.create_device(persist=True)
+    c.connect_vcpu(big, 0)
+    c.create_ics(big, 16, 1 << 18)
+    hogs = []
+    for _ in range(8):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s.connect(path)
+        s.send(msg(T.IRQD_MSG_DUMP_STATE, P_HANDLE.pack(big, 0), REQ, 1))
+        hogs.append(s)
+    time.sleep(1.0)                      # the daemon fills what it may
+    late = Raw(path, timeout=1.5)
+    late.send(msg(T.IRQD_MSG_HELLO, struct.pack("<8I", 1, 0, 0, 0, 0, 0, 0, 0), REQ, 7))
+    try:
+        late.recv()
+        stalled = False
+    except socket.timeout:
+        stalled = True
+    os.write(out_w, b"S" if stalled else b"s")
+    os.read(go_r, 1)                     # the parent has looked
+    for s in hogs:
+        s.close()
+    if not stalled:
+        return
+    late.sock.settimeout(20)
+    replies = late.recv()                # the HELLO, now that the uid drained
+    os.write(out_w, b"H" if replies and replies[0].seq == 7 and replies[0].type == T.IRQD_MSG_HELLO else b"h")
+    late.close()
+    c.close()
+
+
+def test_one_uid_cannot_make_the_daemon_hold_unbounded_replies():
+    """Each connection that does not read holds at most OUTQ_LIMIT reply
+    records in the daemon; with many connections one uid could still make
+    it hold GiBs.  --max-queued-per-uid bounds the sum: past it, that uid's
+    connections (a new one too) are not read until they drain, while other
+    uids are served; when the hogs go, the waiting connection is answered."""
+    d = Daemon("--mode", "0666", "--max-queued-per-uid", str(2 << 20))
+    out_r, out_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.setgroups([])
+            os.setgid(UIDS[1])
+            os.setuid(UIDS[1])
+            _queue_hog(d.path, out_w, go_r)
+        except BaseException:  # noqa: BLE001
+            code = 1
+        finally:
+            os._exit(code)
+    try:
+        assert os.read(out_r, 1) == b"S", "a connection of a uid over its queue cap was served"
+        assert "pausing its connections" in d.log_text()
+        with Raw(d.path, timeout=5) as other:          # root is another uid: served at once
+            t0 = time.monotonic()
+            assert other.hello()[0] == 1
+            assert time.monotonic() - t0 < 2
+        os.write(go_w, b"g")
+        assert os.read(out_r, 1) == b"H", "the waiting connection was not answered after the uid drained"
+    finally:
+        os.write(go_w, b"g")   # never leave the child waiting (a second byte is harmless)
+        os.waitpid(pid, 0)
+        for fd in (out_r, out_w, go_r, go_w):
+            os.close(fd)
+    assert d.stop() == 0, d.log_text()[-2000:]
