@@ -394,6 +394,24 @@ def test_eventfds_passed_to_the_daemon_keep_their_blocking_mode():
         assert d.stop() == 0
 
 
+def fork_as(uid: int, fn, *args) -> int:
+    """Run fn(*args) in a child with uid/gid ``uid`` (no supplementary
+    groups) that exits 0, or 1 if fn raised; returns the child's pid."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            fn(*args)
+        except BaseException:  # noqa: BLE001
+            code = 1
+        finally:
+            os._exit(code)
+    return pid
+
+
 def _fd_hoarder(path: str, ready_w: int, go_r: int) -> None:
     """Runs as an unprivileged uid: queue fd-taking messages behind a dump
     that never finishes (the client does not read), on many connections,
@@ -442,18 +460,7 @@ def test_one_uid_cannot_exhaust_the_daemons_fd_table_with_fds_in_flight():
     d = Daemon("--mode", "0666", "--max-fds-per-uid", "256", "--max-clients", "1000", nofile=1024)
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.setgroups([])
-            os.setgid(UIDS[2])
-            os.setuid(UIDS[2])
-            _fd_hoarder(d.path, ready_w, go_r)
-        except BaseException:  # noqa: BLE001
-            code = 1
-        finally:
-            os._exit(code)
+    pid = fork_as(UIDS[2], _fd_hoarder, d.path, ready_w, go_r)
     try:
         data = os.read(ready_r, 4)
         n = struct.unpack("i", data)[0] if len(data) == 4 else -1
@@ -525,18 +532,7 @@ def test_one_uid_cannot_make_the_daemon_hold_unbounded_replies():
     d = Daemon("--mode", "0666", "--max-queued-per-uid", str(2 << 20))
     out_r, out_w = os.pipe()
     go_r, go_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.setgroups([])
-            os.setgid(UIDS[1])
-            os.setuid(UIDS[1])
-            _queue_hog(d.path, out_w, go_r)
-        except BaseException:  # noqa: BLE001
-            code = 1
-        finally:
-            os._exit(code)
+    pid = fork_as(UIDS[1], _queue_hog, d.path, out_w, go_r)
     try:
         assert os.read(out_r, 1) == b"S", "a connection of a uid over its queue cap was served"
         assert "pausing its connections" in d.log_text()
