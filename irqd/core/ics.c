@@ -24,6 +24,7 @@
  */
 #define _POSIX_C_SOURCE 200809L  /* sched_yield, under -std=c11 */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "xics_internal.h"
@@ -222,9 +223,11 @@ int irqd_xics_set_source(struct irqd_xics *x, uint64_t attr, uint64_t val)
 	uint8_t prio = (uint8_t)(val >> IRQD_KVM_XICS_PRIORITY_SHIFT);
 	struct ics *ics;
 	struct ics_src *s;
+	_Atomic uint32_t *ext;
 	uint64_t w, old;
 	unsigned pq = 0;
 	bool locked_dev = false;
+	int err;
 
 	if (attr < XICS_FIRST_IRQ || attr >= XICS_NR_IRQS)
 		return -ENOENT;
@@ -253,6 +256,9 @@ int irqd_xics_set_source(struct irqd_xics *x, uint64_t attr, uint64_t val)
 	 * holds x->lock (see LOCKING).
 	 */
 	ics = ics_find(x, irq);
+	ext = src_ext_alloc(ics, server, &err);   /* before anything changes */
+	if (err)
+		return err;
 	s = ics ? &ics->src[irq & XICS_SRC_MASK] : NULL;
 	if (!s || !(src_load(ics, s, memory_order_seq_cst) & SRC_EXISTS)) {
 		pthread_mutex_lock(&x->lock);
@@ -260,15 +266,12 @@ int irqd_xics_set_source(struct irqd_xics *x, uint64_t attr, uint64_t val)
 		ics = xics_get_or_create_ics(x, irq >> XICS_ICS_SHIFT);
 		if (!ics) {
 			pthread_mutex_unlock(&x->lock);
+			free((void *)ext);
 			return -ENOMEM;
 		}
 		s = &ics->src[irq & XICS_SRC_MASK];
 	}
-	if (src_reserve_server(ics, server) < 0) {
-		if (locked_dev)
-			pthread_mutex_unlock(&x->lock);
-		return -ENOMEM;
-	}
+	src_ext_install(ics, ext);
 	ics_lock(ics);
 	old = src_xchg(ics, s, w);
 	ics_unlock(ics);

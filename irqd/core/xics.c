@@ -77,18 +77,25 @@ void xics_ics_destroy(struct ics *ics)
 	free(ics);
 }
 
-int src_reserve_server(struct ics *ics, uint32_t server)
+_Atomic uint32_t *src_ext_alloc(struct ics *ics, uint32_t server, int *err)
 {
-	_Atomic uint32_t *ext, *none = NULL;
+	_Atomic uint32_t *ext;
 
-	if (server < SRV_ESC || atomic_load_explicit(&ics->srv_ext, memory_order_acquire))
-		return 0;
+	*err = 0;
+	if (server < SRV_ESC || (ics && atomic_load_explicit(&ics->srv_ext, memory_order_acquire)))
+		return NULL;
 	ext = calloc(XICS_PER_ICS, sizeof(*ext));
 	if (!ext)
-		return -ENOMEM;
-	if (!atomic_compare_exchange_strong(&ics->srv_ext, &none, ext))
-		free((void *)ext);   /* another writer made it first */
-	return 0;
+		*err = -ENOMEM;
+	return ext;
+}
+
+void src_ext_install(struct ics *ics, _Atomic uint32_t *ext)
+{
+	_Atomic uint32_t *none = NULL;
+
+	if (ext && !atomic_compare_exchange_strong(&ics->srv_ext, &none, ext))
+		free((void *)ext);   /* the block had one, or another writer was first */
 }
 
 /* x->lock held: publish a fully initialised block, then raise max_icsid
@@ -466,7 +473,9 @@ int irqd_xics_import_source(struct irqd_xics *x, const struct irqd_xics_raw_sour
 	struct ics *ics;
 	struct ics_src *s;
 	struct rs_map *rs = NULL;
+	_Atomic uint32_t *ext;
 	uint64_t w, old;
+	int err;
 
 	if (irq >= XICS_NR_IRQS || in->pq > 3 || in->lsi > 1 || in->exists > 1 ||
 	    in->resend > 1 || in->masked_pending > 1 || in->resample > 1)
@@ -474,17 +483,24 @@ int irqd_xics_import_source(struct irqd_xics *x, const struct irqd_xics_raw_sour
 	/* a state the core never makes (saved != priority, not masked) */
 	if (in->priority != XICS_MASKED && in->saved_priority != in->priority)
 		return -EINVAL;
+	ext = src_ext_alloc(ics_find(x, irq), in->server, &err);
+	if (err)
+		return err;
 	if (in->resample) {
 		rs = xics_rs_map(x, irq >> XICS_ICS_SHIFT, true);
-		if (!rs)
+		if (!rs) {
+			free((void *)ext);
 			return -ENOMEM;
+		}
 	}
 	pthread_mutex_lock(&x->lock);
 	ics = xics_get_or_create_ics(x, irq >> XICS_ICS_SHIFT);
 	if (!ics) {
 		pthread_mutex_unlock(&x->lock);
+		free((void *)ext);
 		return -ENOMEM;
 	}
+	src_ext_install(ics, ext);
 	s = &ics->src[idx];
 	w = in->server | (uint64_t)in->priority << SRC_PRIO_SHIFT |
 	    (uint64_t)in->saved_priority << SRC_SAVED_SHIFT;
@@ -497,10 +513,6 @@ int irqd_xics_import_source(struct irqd_xics *x, const struct irqd_xics_raw_sour
 		w |= SRC_RESEND;
 	if (in->masked_pending)
 		w |= SRC_MASKED_PEND;
-	if (src_reserve_server(ics, in->server) < 0) {
-		pthread_mutex_unlock(&x->lock);
-		return -ENOMEM;
-	}
 	ics_lock(ics);
 	old = src_xchg(ics, s, w);
 	atomic_store(&s->triggers, in->triggers);

@@ -114,7 +114,7 @@ static inline uint64_t src_with_pq(uint64_t w, unsigned pq)
  * a restart record for it (EINVAL otherwise).  Servers of unmasked sources
  * are ICPs (< IRQD_MAX_SERVERS); only a masked one set through GRP_SOURCES
  * can name any u32, and one >= SRV_ESC lives in a per-block side array,
- * allocated the first time (src_reserve_server).
+ * allocated the first time (src_ext_alloc, before the call changes anything).
  */
 #define P_PRI_MASK       0xFFu
 #define P_MASKED         (1u << 8)
@@ -345,11 +345,14 @@ static inline bool src_cas(const struct ics *ics, struct ics_src *s, uint64_t *o
 	return false;
 }
 
-/* Before taking ics->lock to store a word with this server: make room in
- * srv_ext if it needs one.  0 or -ENOMEM. */
-int src_reserve_server(struct ics *ics, uint32_t server);
+/* Before a call changes anything: the srv_ext array a word with this
+ * server will need in block ics (NULL: not created yet), or NULL when it
+ * needs none or the block has one.  *err = -ENOMEM when it cannot be had. */
+_Atomic uint32_t *src_ext_alloc(struct ics *ics, uint32_t server, int *err);
+/* Give the block the array from src_ext_alloc (NULL: nothing to do). */
+void src_ext_install(struct ics *ics, _Atomic uint32_t *ext);
 
-/* Under ics->lock: replace the whole word (src_reserve_server done). */
+/* Under ics->lock: replace the whole word (its srv_ext installed). */
 static inline uint64_t src_xchg(struct ics *ics, struct ics_src *s, uint64_t w)
 {
 	if (src_server(w) >= SRV_ESC)
