@@ -58,6 +58,16 @@ def _device(client):
     return dev
 
 
+def _all_threads_stopped(pid: int) -> bool:
+    """Every thread of pid in state T: SIGSTOP is delivered asynchronously,
+    so kill() returning does not mean the consumer threads have stopped."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] != "T":
+                return False
+    return True
+
+
 def _wait(pred, timeout=5.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -359,6 +369,7 @@ def test_full_ring_refuses_posts_and_loses_nothing(daemon, client):
     with dev.open_ring(4) as r:
         os.kill(daemon.proc.pid, signal.SIGSTOP)  # no consumer runs
         try:
+            assert _wait(lambda: _all_threads_stopped(daemon.proc.pid))
             posted = r.post_many([(MSI + (i % 16), SET) for i in range(40)])
             assert posted == 16  # the ring holds 16, the rest is refused
             assert not r.post(MSI, SET)
