@@ -24,31 +24,8 @@
 #include "irqd/abi.h"
 #include "irqd/core/xics.h"
 
-#define FAIL(...)                                               \
-	do {                                                    \
-		fprintf(stderr, "fuzz_core: " __VA_ARGS__);     \
-		fprintf(stderr, "\n");                          \
-		abort();                                        \
-	} while (0)
-
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint64_t take(struct in *in, unsigned bytes)
-{
-	uint64_t v = 0;
-	for (unsigned i = 0; i < bytes; i++) {
-		uint64_t b = 0;
-		if (in->n) {
-			b = *in->p++;
-			in->n--;
-		}
-		v |= b << (8 * i);
-	}
-	return v;
-}
+#define FUZZ_NAME "fuzz_core"
+#include "fuzz/fuzz_input.h"
 
 /* irq selector: mostly the configured area, sometimes edges and anything */
 static uint64_t take_irq(struct in *in)

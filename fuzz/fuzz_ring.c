@@ -34,31 +34,8 @@
 #include "irqd/ring_producer.h"
 
 #define LOG2 4
-#define FAIL(...)                                               \
-	do {                                                    \
-		fprintf(stderr, "fuzz_ring: " __VA_ARGS__);     \
-		fprintf(stderr, "\n");                          \
-		abort();                                        \
-	} while (0)
-
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint64_t take(struct in *in, unsigned bytes)
-{
-	uint64_t v = 0;
-	for (unsigned i = 0; i < bytes; i++) {
-		uint64_t b = 0;
-		if (in->n) {
-			b = *in->p++;
-			in->n--;
-		}
-		v |= b << (8 * i);
-	}
-	return v;
-}
+#define FUZZ_NAME "fuzz_ring"
+#include "fuzz/fuzz_input.h"
 
 static uint32_t take_irq(struct in *in)
 {

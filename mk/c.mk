@@ -112,11 +112,11 @@ $(FUZZ_DIR)/fuzz_wire: fuzz/fuzz_wire.c $(CORE_SRCS) $(CORE_HDRS)
 	@mkdir -p $(FUZZ_DIR)
 	$(CLANG) $(CORE_STD) $(C_WARN) $(FUZZ_FLAGS) $(C_INC) fuzz/fuzz_wire.c $(CORE_SRCS) -lpthread -o $@
 
-$(FUZZ_DIR)/fuzz_core: fuzz/fuzz_core.c $(CORE_SRCS) $(CORE_HDRS)
+$(FUZZ_DIR)/fuzz_core: fuzz/fuzz_core.c fuzz/fuzz_input.h $(CORE_SRCS) $(CORE_HDRS)
 	@mkdir -p $(FUZZ_DIR)
 	$(CLANG) $(CORE_STD) $(C_WARN) $(FUZZ_FLAGS) $(C_INC) fuzz/fuzz_core.c $(CORE_SRCS) -lpthread -o $@
 
-$(FUZZ_DIR)/fuzz_ring: fuzz/fuzz_ring.c $(CORE_SRCS) $(CORE_HDRS)
+$(FUZZ_DIR)/fuzz_ring: fuzz/fuzz_ring.c fuzz/fuzz_input.h $(CORE_SRCS) $(CORE_HDRS)
 	@mkdir -p $(FUZZ_DIR)
 	$(CLANG) $(CORE_STD) $(C_WARN) $(FUZZ_FLAGS) $(C_INC) fuzz/fuzz_ring.c $(CORE_SRCS) -lpthread -o $@
 
