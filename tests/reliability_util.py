@@ -357,6 +357,25 @@ class Daemon:
         self.stop()
 
 
+def fork_as(uid: int, fn, *args) -> int:
+    """Run fn(*args) in a child with uid/gid ``uid`` (no supplementary
+    groups) that exits 0, or 1 if fn raised (said on stderr); returns the child's pid."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            fn(*args)
+        except BaseException as e:  # noqa: BLE001 - report, exit without pytest's machinery
+            os.write(2, f"child uid {uid}: {e!r}\n".encode())
+            code = 1
+        finally:
+            os._exit(code)
+    return pid
+
+
 def wait_until(pred, timeout: float = 20.0, step: float = 0.01) -> bool:
     """Poll ``pred`` (no timing assertion: the timeout only bounds a hang)."""
     deadline = time.monotonic() + timeout

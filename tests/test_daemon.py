@@ -20,6 +20,7 @@ import pytest
 from irqd import protocol as P
 from irqd._core import lib
 from conftest import Daemon
+from reliability_util import fork_as
 
 R, A = lib.IRQD_NLM_F_REQUEST, lib.IRQD_NLM_F_ACK
 SET = 0xFFFFFFFF
@@ -586,20 +587,7 @@ time.sleep(60)
 
 def _as_uid(uid: int, path: str, fn) -> int:
     """Run fn(Raw) in a forked child with uid dropped; returns its exit code."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            c = Raw(path)
-            fn(c)
-            code = 0
-        except BaseException as e:  # report and exit without pytest's machinery
-            os.write(2, f"child uid {uid}: {e!r}\n".encode())
-        os._exit(code)
-    return os.waitpid(pid, 0)[1]
+    return os.waitpid(fork_as(uid, lambda: fn(Raw(path))), 0)[1]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to other uids")

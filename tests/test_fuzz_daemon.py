@@ -53,6 +53,7 @@ from reliability_util import (
     T,
     close_all,
     eventfd,
+    fork_as,
     msg,
     settle_fds,
     setup_device,
@@ -240,23 +241,15 @@ def test_socket_mutation_fuzzer_never_breaks_the_daemon_or_foreign_devices():
         from_p_r, from_p_w = os.pipe()
         res_r, res_w = os.pipe()
         seed = int(os.environ.get("IRQD_FUZZ_SEED", str(int(time.time()))))
-        pid = os.fork()
-        if pid == 0:
-            code = 0
+        def child() -> None:
             try:
-                os.setgroups([])
-                os.setgid(FUZZ_UID)
-                os.setuid(FUZZ_UID)
-                try:
-                    res = ("ok", _fuzz_child(d.path, foreign, SOCKET_FUZZ_SECONDS, seed, to_p_w, from_p_r))
-                except BaseException as e:  # noqa: BLE001
-                    import traceback
-                    res = ("err", f"{e!r}\n{traceback.format_exc()}")
-                os.write(res_w, pickle.dumps(res))
-            except BaseException:  # noqa: BLE001
-                code = 1
-            finally:
-                os._exit(code)
+                res = ("ok", _fuzz_child(d.path, foreign, SOCKET_FUZZ_SECONDS, seed, to_p_w, from_p_r))
+            except BaseException as e:  # noqa: BLE001
+                import traceback
+                res = ("err", f"{e!r}\n{traceback.format_exc()}")
+            os.write(res_w, pickle.dumps(res))
+
+        pid = fork_as(FUZZ_UID, child)
         for x in (to_p_w, from_p_r, res_w):
             os.close(x)
         batches = 0

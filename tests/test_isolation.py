@@ -46,6 +46,7 @@ from reliability_util import (
     T,
     close_all,
     eventfd,
+    fork_as,
     msg,
     setup_device,
 )
@@ -392,24 +393,6 @@ def test_eventfds_passed_to_the_daemon_keep_their_blocking_mode():
                 close_all([fo, ft, fr])
     finally:
         assert d.stop() == 0
-
-
-def fork_as(uid: int, fn, *args) -> int:
-    """Run fn(*args) in a child with uid/gid ``uid`` (no supplementary
-    groups) that exits 0, or 1 if fn raised; returns the child's pid."""
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            fn(*args)
-        except BaseException:  # noqa: BLE001
-            code = 1
-        finally:
-            os._exit(code)
-    return pid
 
 
 def _fd_hoarder(path: str, ready_w: int, go_r: int) -> None:
